@@ -1,0 +1,144 @@
+// The image directory: manifest.cr, one FlatBuffers section per handler, raw page files.
+// Every file is 0600 in a 0700 directory; every read is checked (size, sha256, verifier).
+#pragma once
+
+#include <cr/sdk/fd.hpp>
+#include <cr/sdk/result.hpp>
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace cr::fw {
+
+using Digest = std::array<uint8_t, 32>;
+
+class Sha256 {
+public:
+    Sha256();
+    void update(const void* data, size_t size);
+    Digest finish();
+    static Digest of(const void* data, size_t size);
+    static std::string hex(const Digest& d);
+
+private:
+    uint32_t m_state[8];
+    uint64_t m_length = 0;
+    uint8_t m_block[64];
+    size_t m_fill = 0;
+};
+
+struct ManifestTask {
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    pid_t pgid = 0;
+    pid_t sid = 0;
+    std::vector<pid_t> tids;
+    uint32_t flags = 0;
+    std::string comm;
+    uint64_t stub_area = 0;
+};
+
+struct ManifestFd {
+    pid_t pid = 0;
+    int fd = 0;
+    uint64_t object_id = 0;
+    bool cloexec = false;
+    std::string kind;
+    std::string handler_id;
+};
+
+struct ManifestHandler {
+    std::string id;
+    std::string version;
+};
+
+struct ManifestSection {
+    std::string handler_id;
+    std::string handler_version;
+    std::string schema_id;  // "" for raw files
+    std::string file;
+    uint64_t size = 0;
+    Digest sha256{};
+};
+
+struct Manifest {
+    uint32_t format_version = 1;
+    std::string cr_version;
+    std::string kernel;
+    std::string arch;
+    uint64_t created_unix = 0;
+    pid_t root_pid = 0;
+    std::vector<ManifestTask> tasks;
+    std::vector<ManifestHandler> handlers;
+    std::vector<ManifestSection> sections;
+    std::vector<ManifestFd> fds;
+    std::string parent_dir;
+};
+
+inline constexpr const char* k_manifest_file = "manifest.cr";
+
+// manifest.cr = FlatBuffer bytes followed by the sha256 of those bytes.
+std::vector<uint8_t> encode_manifest(const Manifest& m);
+Result<Manifest> decode_manifest(std::span<const uint8_t> bytes, const std::string& where);
+
+class ImageWriter {
+public:
+    // Creates dir (0700) if missing; an existing dir is made 0700. Files of an older image
+    // in it are replaced only when finish() succeeds.
+    static Result<ImageWriter> create(const std::string& dir);
+    ImageWriter(ImageWriter&&) noexcept;
+    ImageWriter& operator=(ImageWriter&&) noexcept;
+    ~ImageWriter();  // abort() unless finished
+
+    [[nodiscard]] const std::string& dir() const { return m_dir; }
+    Result<void> write_section(const std::string& handler_id, const std::string& handler_version,
+                               const std::string& schema_id, const std::string& file,
+                               std::span<const uint8_t> bytes);
+    // A raw file, written by the caller through the returned fd; size and sha256 are taken
+    // in finish().
+    Result<UniqueFd> create_raw(const std::string& handler_id, const std::string& handler_version,
+                                const std::string& file);
+    // Opens a file for the log (0600, appended, not part of the manifest).
+    Result<UniqueFd> open_log(const std::string& file);
+    // Fills manifest.sections and writes manifest.cr last (atomic rename).
+    Result<void> finish(Manifest manifest);
+    // Removes every file this writer created.
+    void abort();
+
+private:
+    explicit ImageWriter(std::string dir) : m_dir(std::move(dir)) {}
+    std::string m_dir;
+    std::vector<ManifestSection> m_sections;
+    std::vector<std::string> m_created;  // final names, for abort()
+    bool m_finished = false;
+};
+
+class ImageReader {
+public:
+    // Reads and checks manifest.cr. Errors name the directory and file.
+    static Result<ImageReader> open(const std::string& dir);
+    [[nodiscard]] const Manifest& manifest() const { return m_manifest; }
+    [[nodiscard]] const std::string& dir() const { return m_dir; }
+    // Whole section, size and sha256 checked against the manifest; cached.
+    Result<std::span<const uint8_t>> section(const std::string& file);
+    // Raw file: checked once (size and sha256, streamed), then opened read-only.
+    Result<UniqueFd> open_raw(const std::string& file);
+    // Checks every file of the manifest.
+    Result<void> verify_all();
+    [[nodiscard]] const ManifestSection* find(const std::string& file) const;
+
+private:
+    std::string m_dir;
+    Manifest m_manifest;
+    std::map<std::string, std::vector<uint8_t>> m_cache;
+    std::map<std::string, bool> m_raw_checked;
+};
+
+}  // namespace cr::fw
