@@ -55,9 +55,8 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
-#ifndef PTRACE_GET_RSEQ_CONFIGURATION
-#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
-#endif
+/* glibc's <sys/ptrace.h> has it as an enumerator; a macro of the same name would break it. */
+#define CR_PTRACE_GET_RSEQ_CONFIGURATION 0x420f
 
 /* struct ptrace_rseq_configuration is in the 6.1 headers only under linux/ptrace.h, which
  * clashes with sys/ptrace.h; keep a private copy. */
