@@ -47,6 +47,7 @@ chmod +x loop.sh
 step "start a shell loop in its own session"
 setsid ./loop.sh </dev/null &>loop.log &
 pid=$!
+disown "$pid" # its death at the dump is the point, not news
 sleep 3
 echo "loop.sh runs as pid $pid; its log:"
 cat loop.log
