@@ -28,7 +28,7 @@ cr_capture restore -D "$img" -d
 [[ -s $img/restore.log ]] || fail "no restore.log in $img"
 is_running "$pid" || fail "pid $pid does not run after restore -d"
 [[ $(proc_comm "$pid") == loop.sh ]] || fail "pid $pid is '$(proc_comm "$pid")', expected loop.sh"
-sid=$(awk '{ sub(/.*\) /, ""); print $4 }' "/proc/$pid/stat")
+sid=$(awk '{ sub(/.*\) /, ""); print $4 }' "/proc/$pid/stat" 2>/dev/null || true)
 [[ $sid == "$pid" ]] || fail "restored $pid has session $sid, expected $pid"
 
 sleep 3

@@ -67,6 +67,9 @@ case_flip_pages() {
     fail "the image has no pages-*.img file: $(ls "$IMG")"
 }
 
+# Every wl_mixed and cr process: a failed restore must not add (or lose) any.
+crowd() { { pgrep -x 'wl_mixed|cr' || true; } | sort -n | tr '\n' ' '; }
+
 # A restore while the image's PIDs are taken (the original runs on after --leave-running).
 case_pid_in_use() {
     local wl=$T/inuse img=$T/inuse-img pid ids id named= before after
@@ -76,14 +79,14 @@ case_pid_in_use() {
     ids=$(tree_ids "$pid")
     cr_capture dump -t "$pid" -D "$img" --leave-running
     [[ $CR_RC -eq 0 ]] || fail "cr dump --leave-running -t $pid failed ($CR_RC): $CR_ERR"
-    before=$(pgrep -x 'wl_mixed|cr' | sort -n | tr '\n' ' ')
+    before=$(crowd)
     local digest
     digest=$(image_digest "$img")
     cr_capture restore -D "$img" -d
     expect_cr_error restore
     for id in $ids; do names_number "$CR_ERR_LINE" "$id" && named=$id; done
     [[ -n $named ]] || fail "error names none of the busy ids ($(echo $ids)): $CR_ERR_LINE"
-    after=$(pgrep -x 'wl_mixed|cr' | sort -n | tr '\n' ' ')
+    after=$(crowd)
     [[ $before == "$after" ]] || fail "processes changed across the failed restore: '$before' -> '$after'"
     [[ $digest == "$(image_digest "$img")" ]] || fail "restore changed the image $img"
     # The original lost nothing either.

@@ -13,13 +13,13 @@ CASE_CLEANUP=0 # the same wl_mixed goes through every case
 
 # The running wl_mixed: "PID DIR" in $T/current (cases run in subshells).
 current_mixed() {
-    local pid= dir= n
-    [[ -f $T/current ]] && read -r pid dir <"$T/current"
+    local pid= dir= n=0
+    if [[ -f $T/current ]]; then read -r pid dir <"$T/current"; fi
     if [[ -n $pid ]] && [[ $(proc_comm "$pid") == wl_mixed ]]; then
         echo "$pid $dir"
         return
     fi
-    n=$(ls -d "$T"/wl-* 2>/dev/null | wc -l)
+    while [[ -e $T/wl-$n ]]; do n=$((n + 1)); done
     dir=$T/wl-$n
     mkdir -p "$dir"
     pid=$(cr_run "$dir.log" "$WL_DIR/wl_mixed" "$dir")

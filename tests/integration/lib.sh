@@ -4,6 +4,7 @@
 # Environment: CR_BIN (the cr binary, required), WL_DIR (workload binaries, default: next to
 # cr), CR_FAULT_HANDLER_DIR and CR_BADABI_HANDLER (test-only handlers, for the tests using them).
 set -euo pipefail
+shopt -s inherit_errexit # helpers run in $(...) stop at the first failure too
 
 CR=${CR_BIN:?CR_BIN must name the cr binary}
 WL_DIR=${WL_DIR:-$(dirname "$CR")}
@@ -78,7 +79,7 @@ tree_ids() {
     local pid=$1 p t
     for p in $(descendants "$pid") "$pid"; do
         for t in /proc/"$p"/task/*; do
-            [[ -e $t ]] && echo "${t##*/}"
+            if [[ -e $t ]]; then echo "${t##*/}"; fi
         done
     done
 }
