@@ -19,7 +19,7 @@ for ((i = 1; i <= cycles; i++)); do
     ids=$(tree_ids "$pid")
     cr_capture dump -t "$pid" -D "$img"
     [[ $CR_RC -eq 0 ]] || fail "cycle $i: cr dump -t $pid failed ($CR_RC): $CR_ERR"
-    ! is_running "$pid" || fail "cycle $i: pid $pid still runs after the dump"
+    wait_gone "$pid"
     wait_pid_free "$pid" $ids
     n=$(line_count "$logf")
     cr_capture restore -D "$img" -d

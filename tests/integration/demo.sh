@@ -12,7 +12,7 @@ wait_lines "$dir/loop.log" 2 10
 ids=$(tree_ids "$pid")
 cr_capture dump -t "$pid" -D "$img"
 [[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
-! is_running "$pid" || fail "pid $pid still runs after the dump"
+wait_gone "$pid"
 [[ -s $img/manifest.cr ]] || fail "no manifest.cr in $img"
 [[ $(stat -c %a "$img") == 700 ]] || fail "$img has mode $(stat -c %a "$img"), expected 700"
 for f in "$img"/*; do

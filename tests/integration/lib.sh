@@ -56,6 +56,18 @@ is_running() { # alive and not a zombie
     [[ -n $s && $s != Z && $s != X ]]
 }
 
+# Waits until none of the PIDs runs any more (a zombie counts as gone). SIGKILL takes effect
+# asynchronously, so a process just killed may still show up for a moment.
+wait_gone() { # PID...
+    local p deadline=$((SECONDS + 5))
+    for p in "$@"; do
+        while is_running "$p"; do
+            ((SECONDS < deadline)) || fail "pid $p still runs 5 s after it should have died"
+            sleep 0.05
+        done
+    done
+}
+
 # Remember PID (and its comm, so a PID reused by someone else is never killed).
 track() {
     local pid=$1 comm=${2:-}

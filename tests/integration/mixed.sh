@@ -16,7 +16,7 @@ ids=$(tree_ids "$pid")
 log "dumping wl_mixed $pid (ids: $(echo $ids))"
 cr_capture dump -t "$pid" -D "$img"
 [[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
-for id in $ids; do ! is_running "$id" || fail "id $id of the tree still runs after the dump"; done
+wait_gone $ids
 [[ ! -e $wl/result ]] || fail "wl_mixed wrote a result before go"
 wait_pid_free $ids
 
