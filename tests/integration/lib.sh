@@ -182,6 +182,7 @@ expect_cr_error() { # SUB NEEDLE...
     ((CR_RC != 124 && CR_RC != 137)) || fail "cr $sub timed out"
     CR_ERR_LINE=$(grep -m1 "^cr $sub: " <<<"$CR_ERR" || true)
     [[ -n $CR_ERR_LINE ]] || fail "cr $sub: no line starting with 'cr $sub: ' on stderr: $CR_ERR"
+    log "as expected: $CR_ERR_LINE"
     for needle in "$@"; do assert_contains "$CR_ERR_LINE" "$needle" "error of cr $sub"; done
 }
 
