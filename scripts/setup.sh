@@ -23,4 +23,4 @@ packages=(
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 "${packages[@]}" >/dev/null
-echo "setup.sh: ${#packages[@]} packages installed"
+echo "setup.sh: build and test dependencies present (${#packages[@]} packages)"
