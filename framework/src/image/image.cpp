@@ -1,15 +1,14 @@
 // The image directory: ImageWriter puts every file under a temporary name and commits them in
 // finish() with the manifest last; ImageReader checks every byte it hands out.
-#include <cr/fw/image.hpp>
-
-#include "image/internal.hpp"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cr/fw/image.hpp>
 #include <cstring>
+
+#include "image/internal.hpp"
 
 namespace cr::fw {
 
@@ -23,7 +22,9 @@ constexpr off_t k_max_manifest = off_t(1) << 30;
 
 // Files stay under ".NAME.tmp" until finish(), so an older image in the directory stays whole
 // until the new one is complete.
-std::string temp_name(std::string_view name) { return "." + std::string(name) + ".tmp"; }
+std::string temp_name(std::string_view name) {
+    return "." + std::string(name) + ".tmp";
+}
 
 std::string join(const std::string& dir, std::string_view name) {
     return dir + "/" + std::string(name);
@@ -98,7 +99,8 @@ Result<UniqueFd> open_image_file(const std::string& dir, const std::string& file
 Result<UniqueFd> open_checked(const std::string& dir, const ManifestSection& s) {
     off_t size = 0;
     UniqueFd fd = CR_TRY(open_image_file(dir, s.file, size));
-    if (uint64_t(size) != s.size) return file_error(dir, s.file, size_mismatch(s.size, uint64_t(size)));
+    if (uint64_t(size) != s.size)
+        return file_error(dir, s.file, size_mismatch(s.size, uint64_t(size)));
     auto [read, digest] = CR_TRY_CTX(hash_fd(fd.get()), where(dir, s.file));
     if (read != s.size) return file_error(dir, s.file, size_mismatch(s.size, read));
     if (digest != s.sha256) return file_error(dir, s.file, k_sha_mismatch);
@@ -189,7 +191,8 @@ Result<UniqueFd> ImageWriter::create_raw(const std::string& handler_id,
 }
 
 Result<UniqueFd> ImageWriter::open_log(const std::string& file) {
-    if (std::string why = bad_file_name(file); !why.empty()) return Error(where(m_dir, "") + ": " + why);
+    if (std::string why = bad_file_name(file); !why.empty())
+        return Error(where(m_dir, "") + ": " + why);
     // Not in m_created: a log of a failed dump is what explains the failure, so abort() keeps it.
     return CR_TRY_CTX(create_0600(join(m_dir, file), O_WRONLY | O_APPEND), where(m_dir, file));
 }
@@ -198,7 +201,8 @@ Result<void> ImageWriter::finish(Manifest manifest) {
     if (m_finished) return Error(where(m_dir, "") + ": image already finished");
     for (ManifestSection& s : m_sections) {
         if (s.sha256 != Digest{}) continue;
-        UniqueFd fd(::open(join(m_dir, temp_name(s.file)).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        UniqueFd fd(
+            ::open(join(m_dir, temp_name(s.file)).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd) return Error::from_errno("open").context(where(m_dir, s.file));
         auto [size, digest] = CR_TRY_CTX(hash_fd(fd.get()), where(m_dir, s.file));
         s.size = size;
@@ -275,12 +279,14 @@ const ManifestSection* ImageReader::find(const std::string& file) const {
 }
 
 Result<std::span<const uint8_t>> ImageReader::section(const std::string& file) {
-    if (auto it = m_cache.find(file); it != m_cache.end()) return std::span<const uint8_t>(it->second);
+    if (auto it = m_cache.find(file); it != m_cache.end())
+        return std::span<const uint8_t>(it->second);
     const ManifestSection* s = find(file);
     if (!s) return file_error(m_dir, file, "not listed in the manifest");
     off_t size = 0;
     UniqueFd fd = CR_TRY(open_image_file(m_dir, file, size));
-    if (uint64_t(size) != s->size) return file_error(m_dir, file, size_mismatch(s->size, uint64_t(size)));
+    if (uint64_t(size) != s->size)
+        return file_error(m_dir, file, size_mismatch(s->size, uint64_t(size)));
     std::vector<uint8_t> bytes(s->size);
     size_t got = 0;
     while (got < bytes.size()) {
@@ -290,13 +296,16 @@ Result<std::span<const uint8_t>> ImageReader::section(const std::string& file) {
         if (n == 0) return file_error(m_dir, file, size_mismatch(s->size, got));
         got += size_t(n);
     }
-    if (Sha256::of(bytes.data(), bytes.size()) != s->sha256) return file_error(m_dir, file, k_sha_mismatch);
+    if (Sha256::of(bytes.data(), bytes.size()) != s->sha256)
+        return file_error(m_dir, file, k_sha_mismatch);
     // A section that names a schema must carry that schema's FlatBuffers file identifier.
     if (s->schema_id.size() == 4 && bytes.size() >= 8 &&
         std::memcmp(bytes.data() + 4, s->schema_id.data(), 4) != 0) {
         std::string id(reinterpret_cast<const char*>(bytes.data()) + 4, 4);
-        std::replace_if(id.begin(), id.end(), [](char c) { return c < 0x20 || c > 0x7e; }, '?');
-        return file_error(m_dir, file, "bad file identifier \"" + id + "\" (expected \"" + s->schema_id + "\")");
+        std::replace_if(
+            id.begin(), id.end(), [](char c) { return c < 0x20 || c > 0x7e; }, '?');
+        return file_error(m_dir, file,
+                          "bad file identifier \"" + id + "\" (expected \"" + s->schema_id + "\")");
     }
     auto [it, inserted] = m_cache.emplace(file, std::move(bytes));
     return std::span<const uint8_t>(it->second);

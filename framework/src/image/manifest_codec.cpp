@@ -1,13 +1,12 @@
 // manifest.cr <-> Manifest: FlatBuffer bytes followed by their sha256, checked and validated.
+#include <flatbuffers/flatbuffers.h>
+
 #include <cr/fw/image.hpp>
+#include <cstring>
+#include <set>
 
 #include "image/internal.hpp"
 #include "manifest_generated.h"
-
-#include <flatbuffers/flatbuffers.h>
-
-#include <cstring>
-#include <set>
 
 namespace cr::fw {
 
@@ -45,7 +44,9 @@ constexpr size_t k_digest_size = 32;
 constexpr uint64_t k_max_file_size = uint64_t(1) << 48;
 constexpr int64_t k_pid_max_limit = 4 * 1024 * 1024;
 
-std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+std::string str(const flatbuffers::String* s) {
+    return s ? s->str() : std::string();
+}
 
 template <typename T>
 std::vector<T> ints(const flatbuffers::Vector<T>* v) {
@@ -68,12 +69,17 @@ Manifest from_flatbuffer(const fb::Manifest& in) {
         }
     }
     if (in.handlers()) {
-        for (const fb::Handler* h : *in.handlers()) m.handlers.push_back({str(h->id()), str(h->version())});
+        for (const fb::Handler* h : *in.handlers())
+            m.handlers.push_back({str(h->id()), str(h->version())});
     }
     if (in.sections()) {
         for (const fb::Section* s : *in.sections()) {
-            ManifestSection out{str(s->handler_id()), str(s->handler_version()),
-                                str(s->schema_id()), str(s->file()), s->size(), {}};
+            ManifestSection out{str(s->handler_id()),
+                                str(s->handler_version()),
+                                str(s->schema_id()),
+                                str(s->file()),
+                                s->size(),
+                                {}};
             if (s->sha256() && s->sha256()->size() == k_digest_size)
                 std::memcpy(out.sha256.data(), s->sha256()->data(), k_digest_size);
             m.sections.push_back(std::move(out));
@@ -112,7 +118,8 @@ std::string invalid_reason(const fb::Manifest& in) {
                 return "task with invalid pid " + std::to_string(t->pid());
             for (int32_t tid : ints(t->tids())) {
                 if (tid <= 0 || tid > k_pid_max_limit)
-                    return "task " + std::to_string(t->pid()) + ": invalid tid " + std::to_string(tid);
+                    return "task " + std::to_string(t->pid()) + ": invalid tid " +
+                           std::to_string(tid);
             }
         }
     }
@@ -133,10 +140,10 @@ std::vector<uint8_t> encode_manifest(const Manifest& m) {
         handlers.push_back(fb::CreateHandler(b, b.CreateString(h.id), b.CreateString(h.version)));
     std::vector<flatbuffers::Offset<fb::Section>> sections;
     for (const ManifestSection& s : m.sections) {
-        sections.push_back(fb::CreateSection(
-            b, b.CreateString(s.handler_id), b.CreateString(s.handler_version),
-            b.CreateString(s.schema_id), b.CreateString(s.file), s.size,
-            b.CreateVector(s.sha256.data(), s.sha256.size())));
+        sections.push_back(
+            fb::CreateSection(b, b.CreateString(s.handler_id), b.CreateString(s.handler_version),
+                              b.CreateString(s.schema_id), b.CreateString(s.file), s.size,
+                              b.CreateVector(s.sha256.data(), s.sha256.size())));
     }
     std::vector<flatbuffers::Offset<fb::Fd>> fds;
     for (const ManifestFd& f : m.fds) {
@@ -169,13 +176,14 @@ Result<Manifest> decode_manifest(std::span<const uint8_t> bytes, const std::stri
         for (char& c : id) {
             if (c < 0x20 || c > 0x7e) c = '?';
         }
-        return fail("bad file identifier \"" + id + "\" (expected \"" +
-                    fb::ManifestIdentifier() + "\"; not a cr manifest)");
+        return fail("bad file identifier \"" + id + "\" (expected \"" + fb::ManifestIdentifier() +
+                    "\"; not a cr manifest)");
     }
     // The caller's buffer may sit anywhere; the verifier wants the buffer aligned.
     std::vector<uint8_t> aligned(body.begin(), body.end());
     flatbuffers::Verifier verifier(aligned.data(), aligned.size(), 64, 1u << 24);
-    if (!fb::VerifyManifestBuffer(verifier)) return fail("flatbuffers verifier failed (file corrupted)");
+    if (!fb::VerifyManifestBuffer(verifier))
+        return fail("flatbuffers verifier failed (file corrupted)");
     const fb::Manifest* root = fb::GetManifest(aligned.data());
     if (std::string why = invalid_reason(*root); !why.empty()) return fail(why);
     return from_flatbuffer(*root);

@@ -1,13 +1,12 @@
 // SHA-256 (FIPS 180-4): the SHA-NI block function where the CPU has it, portable code elsewhere.
-#include <cr/fw/image.hpp>
-
-#include "image/internal.hpp"
-
 #include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cr/fw/image.hpp>
 #include <cstring>
+
+#include "image/internal.hpp"
 
 namespace cr::fw {
 namespace {
@@ -26,7 +25,9 @@ constexpr uint32_t k_round[64] = {
 constexpr uint32_t k_initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
 
-inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+inline uint32_t rotr(uint32_t x, int n) {
+    return (x >> n) | (x << (32 - n));
+}
 
 inline uint32_t load_be32(const uint8_t* p) {
     return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
@@ -68,25 +69,25 @@ void blocks_portable(uint32_t state[8], const uint8_t* data, size_t count) {
 }
 
 // Four rounds: two sha256rnds2 steps on the message words plus round constants in msg.
-#define CR_SHA_ROUNDS4(msg, i)                                                              \
-    do {                                                                                    \
-        __m128i m_ = _mm_add_epi32(msg, _mm_loadu_si128(                                    \
-                                            reinterpret_cast<const __m128i*>(k_round + i))); \
-        s1 = _mm_sha256rnds2_epu32(s1, s0, m_);                                             \
-        s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m_, 0x0e));                    \
+#define CR_SHA_ROUNDS4(msg, i)                                                                  \
+    do {                                                                                        \
+        __m128i m_ =                                                                            \
+            _mm_add_epi32(msg, _mm_loadu_si128(reinterpret_cast<const __m128i*>(k_round + i))); \
+        s1 = _mm_sha256rnds2_epu32(s1, s0, m_);                                                 \
+        s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m_, 0x0e));                        \
     } while (0)
 
 __attribute__((target("sha,sse4.1"))) void blocks_shani(uint32_t state[8], const uint8_t* data,
-                                                         size_t count) {
+                                                        size_t count) {
     const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
 
     // sha256rnds2 wants the state as ABEF and CDGH.
-    __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));       // A B C D
-    __m128i s1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4));    // E F G H
-    tmp = _mm_shuffle_epi32(tmp, 0xb1);                                           // B A D C
-    s1 = _mm_shuffle_epi32(s1, 0x1b);                                             // H G F E
-    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                     // ABEF
-    s1 = _mm_blend_epi16(s1, tmp, 0xf0);                                          // CDGH
+    __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));     // A B C D
+    __m128i s1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4));  // E F G H
+    tmp = _mm_shuffle_epi32(tmp, 0xb1);                                         // B A D C
+    s1 = _mm_shuffle_epi32(s1, 0x1b);                                           // H G F E
+    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                   // ABEF
+    s1 = _mm_blend_epi16(s1, tmp, 0xf0);                                        // CDGH
 
     for (; count > 0; --count, data += 64) {
         const __m128i save0 = s0;
@@ -110,10 +111,10 @@ __attribute__((target("sha,sse4.1"))) void blocks_shani(uint32_t state[8], const
         s1 = _mm_add_epi32(s1, save1);
     }
 
-    tmp = _mm_shuffle_epi32(s0, 0x1b);                                  // FEBA
-    s1 = _mm_shuffle_epi32(s1, 0xb1);                                   // DCHG
-    s0 = _mm_blend_epi16(tmp, s1, 0xf0);                                // DCBA
-    s1 = _mm_alignr_epi8(s1, tmp, 8);                                   // HGFE
+    tmp = _mm_shuffle_epi32(s0, 0x1b);    // FEBA
+    s1 = _mm_shuffle_epi32(s1, 0xb1);     // DCHG
+    s0 = _mm_blend_epi16(tmp, s1, 0xf0);  // DCBA
+    s1 = _mm_alignr_epi8(s1, tmp, 8);     // HGFE
     _mm_storeu_si128(reinterpret_cast<__m128i*>(state), s0);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), s1);
 }
@@ -127,7 +128,9 @@ bool have_shani() {
     return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
 }
 
-BlockFn pick_blocks() { return have_shani() ? blocks_shani : blocks_portable; }
+BlockFn pick_blocks() {
+    return have_shani() ? blocks_shani : blocks_portable;
+}
 
 // Chosen on first use, so a hash computed from another static initializer works too.
 std::atomic<BlockFn> g_blocks{nullptr};
@@ -143,7 +146,9 @@ void blocks(uint32_t state[8], const uint8_t* data, size_t count) {
 
 }  // namespace
 
-Sha256::Sha256() : m_block{} { std::memcpy(m_state, k_initial, sizeof m_state); }
+Sha256::Sha256() : m_block{} {
+    std::memcpy(m_state, k_initial, sizeof m_state);
+}
 
 void Sha256::update(const void* data, size_t size) {
     auto p = static_cast<const uint8_t*>(data);
@@ -209,12 +214,16 @@ namespace image_detail {
 
 bool sha256_select(Sha256Impl impl) {
     switch (impl) {
-    case Sha256Impl::automatic: g_blocks = pick_blocks(); return true;
-    case Sha256Impl::portable: g_blocks = blocks_portable; return true;
-    case Sha256Impl::shani:
-        if (!have_shani()) return false;
-        g_blocks = blocks_shani;
-        return true;
+        case Sha256Impl::automatic:
+            g_blocks = pick_blocks();
+            return true;
+        case Sha256Impl::portable:
+            g_blocks = blocks_portable;
+            return true;
+        case Sha256Impl::shani:
+            if (!have_shani()) return false;
+            g_blocks = blocks_shani;
+            return true;
     }
     return false;
 }

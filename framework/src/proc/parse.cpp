@@ -1,10 +1,9 @@
 // Text parsers for /proc files. They take the text only, so tests can feed them literal samples.
+#include <charconv>
 #include <cr/fw/proc.hpp>
+#include <string_view>
 
 #include "proc/text.hpp"
-
-#include <charconv>
-#include <string_view>
 
 namespace cr::fw::proc {
 
@@ -12,7 +11,8 @@ namespace text {
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
+        s.remove_suffix(1);
     return s;
 }
 
@@ -168,16 +168,26 @@ Result<Status> parse_status(const std::string& text) {
         std::string_view key = line.substr(0, colon);
         std::string_view value = trim(line.substr(colon + 1));
         bool ok = true;
-        if (key == "Umask") ok = parse_num(value, st.umask, 8);
-        else if (key == "SigPnd") ok = parse_num(value, st.sig_pnd, 16);
-        else if (key == "ShdPnd") ok = parse_num(value, st.shd_pnd, 16);
-        else if (key == "SigBlk") ok = parse_num(value, st.sig_blk, 16);
-        else if (key == "SigIgn") ok = parse_num(value, st.sig_ign, 16);
-        else if (key == "SigCgt") ok = parse_num(value, st.sig_cgt, 16);
-        else if (key == "TracerPid") ok = parse_num(value, st.tracer_pid, 10);
-        else if (key == "Seccomp") ok = parse_num(value, st.seccomp, 10);
-        else if (key == "NoNewPrivs") ok = parse_num(value, st.no_new_privs, 10);
-        else if (key == "State") st.state = std::string(value);
+        if (key == "Umask")
+            ok = parse_num(value, st.umask, 8);
+        else if (key == "SigPnd")
+            ok = parse_num(value, st.sig_pnd, 16);
+        else if (key == "ShdPnd")
+            ok = parse_num(value, st.shd_pnd, 16);
+        else if (key == "SigBlk")
+            ok = parse_num(value, st.sig_blk, 16);
+        else if (key == "SigIgn")
+            ok = parse_num(value, st.sig_ign, 16);
+        else if (key == "SigCgt")
+            ok = parse_num(value, st.sig_cgt, 16);
+        else if (key == "TracerPid")
+            ok = parse_num(value, st.tracer_pid, 10);
+        else if (key == "Seccomp")
+            ok = parse_num(value, st.seccomp, 10);
+        else if (key == "NoNewPrivs")
+            ok = parse_num(value, st.no_new_privs, 10);
+        else if (key == "State")
+            st.state = std::string(value);
         else if (key == "Uid" || key == "Gid") {
             uint32_t* ids = key == "Uid" ? st.uid : st.gid;
             std::string_view rest = value;
@@ -205,10 +215,14 @@ Result<FdInfo> parse_fdinfo(const std::string& text) {
         std::string key(trim(line.substr(0, colon)));
         std::string_view value = trim(line.substr(colon + 1));
         bool ok = true;
-        if (key == "pos") ok = parse_num(value, info.pos, 10);
-        else if (key == "flags") ok = parse_num(value, info.flags, 8);
-        else if (key == "mnt_id") ok = parse_num(value, info.mnt_id, 10);
-        else if (key == "ino") ok = parse_num(value, info.ino, 10);
+        if (key == "pos")
+            ok = parse_num(value, info.pos, 10);
+        else if (key == "flags")
+            ok = parse_num(value, info.flags, 8);
+        else if (key == "mnt_id")
+            ok = parse_num(value, info.mnt_id, 10);
+        else if (key == "ino")
+            ok = parse_num(value, info.ino, 10);
         if (!ok) return bad("malformed fdinfo line", line);
         // Repeated keys (one line per epoll target, inotify watch ...) keep their first value
         // here; lines has them all.

@@ -1,17 +1,15 @@
 // Reading /proc: whole files, directory listings, and the pid-holder search.
-#include <cr/fw/proc.hpp>
-
-#include "proc/text.hpp"
-
-#include <cr/sdk/fd.hpp>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cr/fw/proc.hpp>
+#include <cr/sdk/fd.hpp>
 #include <cstring>
 #include <memory>
+
+#include "proc/text.hpp"
 
 namespace cr::fw::proc {
 namespace {
@@ -118,7 +116,9 @@ Result<std::vector<pid_t>> list_children(pid_t pid, pid_t tid) {
     return out;
 }
 
-Result<std::vector<int>> list_fds(pid_t pid) { return list_numeric<int>(pid_path(pid, 0, "fd")); }
+Result<std::vector<int>> list_fds(pid_t pid) {
+    return list_numeric<int>(pid_path(pid, 0, "fd"));
+}
 
 Result<FdInfo> read_fdinfo(pid_t pid, int fd) {
     return read_parsed(pid_path(pid, 0, "fdinfo/") + std::to_string(fd), parse_fdinfo);

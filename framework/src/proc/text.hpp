@@ -1,9 +1,8 @@
 // Small text helpers shared by the /proc parsers.
 #pragma once
 
-#include <cr/fw/proc.hpp>
-
 #include <charconv>
+#include <cr/fw/proc.hpp>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -13,7 +12,8 @@
 namespace cr::fw::proc::text {
 
 std::string_view trim(std::string_view s);
-// Skips blanks (space, tab, newline), returns the next blank-separated word and advances s past it ("" at the end).
+// Skips blanks (space, tab, newline), returns the next blank-separated word and advances s past it
+// ("" at the end).
 std::string_view next_word(std::string_view& s);
 std::vector<std::string_view> split_lines(std::string_view s);
 

@@ -1,12 +1,10 @@
 // The image directory: round trip, permissions, and every corruption a reader must catch.
-#include <cr/fw/image.hpp>
-
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cr/fw/image.hpp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace cr::fw;
 
-std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
+std::vector<uint8_t> bytes_of(const std::string& s) {
+    return {s.begin(), s.end()};
+}
 
 // A section body that carries a FlatBuffers file identifier at offset 4, as real sections do.
 std::vector<uint8_t> section_body(const char* id, size_t n) {
@@ -108,8 +108,8 @@ protected:
 
 TEST(ImageManifest, EncodeDecodeEveryField) {
     Manifest m = full_manifest();
-    m.sections.push_back({"cr.memory.vma", "1.2.3", "VMAS", "cr.memory.vma.cr", 300,
-                          Sha256::of("x", 1)});
+    m.sections.push_back(
+        {"cr.memory.vma", "1.2.3", "VMAS", "cr.memory.vma.cr", 300, Sha256::of("x", 1)});
     auto bytes = encode_manifest(m);
     auto r = decode_manifest(bytes, "test");
     ASSERT_TRUE(r.ok()) << r.error().message();
@@ -273,7 +273,8 @@ TEST_F(ImageTest, MissingManifest) {
     fs::create_directory(m_dir);
     auto r = ImageReader::open(m_dir);
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error().message(), "image " + m_dir.string() + ": manifest.cr: missing (not a cr image?)");
+    EXPECT_EQ(r.error().message(),
+              "image " + m_dir.string() + ": manifest.cr: missing (not a cr image?)");
     auto none = ImageReader::open(m_root / "nothing");
     ASSERT_FALSE(none.ok());
     EXPECT_NE(none.error().message().find("nothing"), std::string::npos);
@@ -284,8 +285,9 @@ TEST_F(ImageTest, FlippedByteInManifest) {
     flip_byte(m_dir / "manifest.cr", 40);
     auto r = ImageReader::open(m_dir);
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error().message(),
-              "image " + m_dir.string() + ": manifest.cr: sha256 mismatch (file corrupted or changed)");
+    EXPECT_EQ(
+        r.error().message(),
+        "image " + m_dir.string() + ": manifest.cr: sha256 mismatch (file corrupted or changed)");
 }
 
 TEST_F(ImageTest, BadIdentifierInManifest) {
@@ -297,7 +299,9 @@ TEST_F(ImageTest, BadIdentifierInManifest) {
     spit(m_dir / "manifest.cr", b);
     auto r = ImageReader::open(m_dir);
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error().message().rfind("image " + m_dir.string() + ": manifest.cr: bad file identifier \"XXXX\"", 0), 0u)
+    EXPECT_EQ(r.error().message().rfind(
+                  "image " + m_dir.string() + ": manifest.cr: bad file identifier \"XXXX\"", 0),
+              0u)
         << r.error().message();
 }
 
@@ -311,7 +315,8 @@ TEST_F(ImageTest, VerifierCatchesBrokenManifest) {
     spit(m_dir / "manifest.cr", b);
     auto r = ImageReader::open(m_dir);
     ASSERT_FALSE(r.ok());
-    EXPECT_NE(r.error().message().find("manifest.cr: flatbuffers verifier failed"), std::string::npos)
+    EXPECT_NE(r.error().message().find("manifest.cr: flatbuffers verifier failed"),
+              std::string::npos)
         << r.error().message();
 }
 
@@ -331,8 +336,9 @@ TEST_F(ImageTest, FlippedByteInSection) {
     ASSERT_TRUE(r.ok()) << r.error().message();
     auto s = r->section("cr.memory.vma.cr");
     ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.error().message(), "image " + m_dir.string() +
-                                       ": cr.memory.vma.cr: sha256 mismatch (file corrupted or changed)");
+    EXPECT_EQ(s.error().message(),
+              "image " + m_dir.string() +
+                  ": cr.memory.vma.cr: sha256 mismatch (file corrupted or changed)");
     EXPECT_FALSE(r->verify_all().ok());
 }
 
@@ -343,8 +349,9 @@ TEST_F(ImageTest, FlippedByteInRawFile) {
     ASSERT_TRUE(r.ok()) << r.error().message();
     auto fd = r->open_raw("pages-4242.img");
     ASSERT_FALSE(fd.ok());
-    EXPECT_EQ(fd.error().message(), "image " + m_dir.string() +
-                                        ": pages-4242.img: sha256 mismatch (file corrupted or changed)");
+    EXPECT_EQ(fd.error().message(),
+              "image " + m_dir.string() +
+                  ": pages-4242.img: sha256 mismatch (file corrupted or changed)");
     auto v = r->verify_all();
     ASSERT_FALSE(v.ok());
     EXPECT_NE(v.error().message().find("pages-4242.img: sha256 mismatch"), std::string::npos);
@@ -390,7 +397,8 @@ TEST_F(ImageTest, UnlistedFileAndWrongSchemaIdentifier) {
         << s.error().message();
     auto u = r->section("other.cr");
     ASSERT_FALSE(u.ok());
-    EXPECT_EQ(u.error().message(), "image " + m_dir.string() + ": other.cr: not listed in the manifest");
+    EXPECT_EQ(u.error().message(),
+              "image " + m_dir.string() + ": other.cr: not listed in the manifest");
     EXPECT_FALSE(r->open_raw("../manifest.cr").ok());
 }
 
@@ -412,7 +420,7 @@ TEST_F(ImageTest, AbortRemovesFiles) {
         ASSERT_TRUE(w->write_section("h", "1", "", "a.cr", bytes_of("aaa")).ok());
         ASSERT_TRUE(w->create_raw("h", "1", "pages-1.img").ok());
         ImageWriter moved = std::move(*w);  // the moved-from writer must not remove anything
-    }  // destructor of an unfinished writer aborts
+    }                                       // destructor of an unfinished writer aborts
     EXPECT_TRUE(names_in(m_dir).empty());
 }
 
@@ -421,7 +429,8 @@ TEST_F(ImageTest, OlderImageSurvivesAnAbortedWriterAndIsReplacedByAFinishedOne) 
     {
         auto w = ImageWriter::create(m_dir);
         ASSERT_TRUE(w.ok());
-        ASSERT_TRUE(w->write_section("x", "1", "VMAS", "cr.memory.vma.cr", section_body("VMAS", 9)).ok());
+        ASSERT_TRUE(
+            w->write_section("x", "1", "VMAS", "cr.memory.vma.cr", section_body("VMAS", 9)).ok());
         auto fd = w->create_raw("x", "1", "pages-4242.img");
         ASSERT_TRUE(fd.ok());
         ASSERT_EQ(write(fd->get(), "new", 3), 3);

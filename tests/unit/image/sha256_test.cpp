@@ -1,21 +1,22 @@
 // Sha256: FIPS 180 vectors on both block functions, and every way of splitting the input.
-#include <cr/fw/image.hpp>
-
-#include "image/internal.hpp"
-
 #include <gtest/gtest.h>
 
+#include <cr/fw/image.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "image/internal.hpp"
+
 namespace {
 
 using cr::fw::Sha256;
-using cr::fw::image_detail::Sha256Impl;
 using cr::fw::image_detail::sha256_select;
+using cr::fw::image_detail::Sha256Impl;
 
-std::string hex_of(const std::string& s) { return Sha256::hex(Sha256::of(s.data(), s.size())); }
+std::string hex_of(const std::string& s) {
+    return Sha256::hex(Sha256::of(s.data(), s.size()));
+}
 
 class Sha256Test : public ::testing::TestWithParam<Sha256Impl> {
 protected:
@@ -30,9 +31,10 @@ TEST_P(Sha256Test, FipsVectors) {
     EXPECT_EQ(hex_of("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     EXPECT_EQ(hex_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
               "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    EXPECT_EQ(hex_of("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnop"
-                     "qklmnopqrlmnopqrsmnopqrstnopqrstu"),
-              "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    EXPECT_EQ(
+        hex_of("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnop"
+               "qklmnopqrlmnopqrsmnopqrstnopqrstu"),
+        "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
     EXPECT_EQ(hex_of(std::string(1000000, 'a')),
               "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
@@ -93,7 +95,7 @@ TEST_P(Sha256Test, FinishStartsOver) {
               "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
-INSTANTIATE_TEST_SUITE_P(Impl, Sha256Test,
+INSTANTIATE_TEST_SUITE_P(Sha256, Sha256Test,
                          ::testing::Values(Sha256Impl::portable, Sha256Impl::shani),
                          [](const auto& info) {
                              return info.param == Sha256Impl::portable ? "portable" : "shani";

@@ -1,10 +1,7 @@
 // pid_holder: a pid is taken by a task, a thread, or a process group or session that outlives
 // its leader (a zombie member included).
-#include <cr/fw/proc.hpp>
-
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -12,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cr/fw/proc.hpp>
 #include <string>
 #include <thread>
 
@@ -129,7 +127,7 @@ TEST_P(ProcPidHolderGroup, MemberAndZombieMemberHoldTheLeadersPid) {
     EXPECT_EQ(holder(m_leader), "");
 }
 
-INSTANTIATE_TEST_SUITE_P(Kind, ProcPidHolderGroup, ::testing::Values(false, true),
+INSTANTIATE_TEST_SUITE_P(Proc, ProcPidHolderGroup, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "session" : "group"; });
 
 }  // namespace

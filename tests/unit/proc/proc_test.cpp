@@ -1,11 +1,6 @@
 // /proc parsers on literal texts, and the readers on this test process itself.
-#include <cr/fw/proc.hpp>
-
-#include "proc/text.hpp"
-
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/auxv.h>
 #include <sys/prctl.h>
@@ -16,8 +11,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cr/fw/proc.hpp>
 #include <string>
 #include <thread>
+
+#include "proc/text.hpp"
 
 namespace {
 
@@ -29,7 +27,8 @@ TEST(ProcParse, MapsWithSpacesDeletedAndSpecialNames) {
     const std::string text =
         "00400000-00452000 r-xp 00000000 fd:01 173521                     /usr/bin/dbus-daemon\n"
         "00e03000-00e24000 rw-p 00000000 00:00 0                          [heap]\n"
-        "7f2c00000000-7f2c00001000 rw-s 00002000 00:05 1234               /dev/shm/my file  x (deleted)\n"
+        "7f2c00000000-7f2c00001000 rw-s 00002000 00:05 1234               /dev/shm/my file  x "
+        "(deleted)\n"
         "7f2c00002000-7f2c00003000 ---p 00000000 00:00 0 \n"
         "7ffd10000000-7ffd10002000 r-xp 00000000 00:00 0                  [vdso]\n"
         "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0          [vsyscall]\n";
@@ -186,7 +185,8 @@ TEST(ProcParse, FdinfoWithRepeatedKeys) {
     EXPECT_EQ(r->mnt_id, 15u);
     EXPECT_EQ(r->ino, 1053u);
     ASSERT_EQ(r->lines.size(), 6u);
-    EXPECT_EQ(r->lines[5], "tfd:        7 events:       19 data:                7  pos:0 ino:62 sdev:3");
+    EXPECT_EQ(r->lines[5],
+              "tfd:        7 events:       19 data:                7  pos:0 ino:62 sdev:3");
     EXPECT_EQ(r->fields.at("mnt_id"), "15");
     EXPECT_EQ(r->fields.at("tfd").substr(0, 1), "5");
     EXPECT_EQ(std::count_if(r->lines.begin(), r->lines.end(),
@@ -221,7 +221,8 @@ TEST(ProcRead, MapsOfSelf) {
     ASSERT_TRUE(flags.ok()) << flags.error().message();
     auto has = [&](uint64_t start, const char* flag) {
         auto it = flags->find(start);
-        return it != flags->end() && std::find(it->second.begin(), it->second.end(), flag) != it->second.end();
+        return it != flags->end() &&
+               std::find(it->second.begin(), it->second.end(), flag) != it->second.end();
     };
     size_t found = 0;
     for (const MapEntry& e : *r) {
