@@ -103,10 +103,10 @@ case_bad_abi() {
     cp "$CR_BADABI_HANDLER" "$dir/"
     so=$dir/$(basename "$CR_BADABI_HANDLER")
     CR_PLUGIN_PATH=$dir cr_capture plugins
-    expect_cr_error plugins "$so" "2.0" "1.0"
+    expect_cr_error plugins "$so" "2.0" "speaks 1."
     pid=$(start_loop "$T/abi-loop")
     CR_PLUGIN_PATH=$dir cr_capture dump -t "$pid" -D "$T/abi-img"
-    expect_cr_error dump "$so" "2.0" "1.0"
+    expect_cr_error dump "$so" "2.0" "speaks 1."
     is_running "$pid" || fail "pid $pid is gone after the refused dump"
     assert_untraced "$pid"
 }
