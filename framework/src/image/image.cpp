@@ -127,7 +127,9 @@ ImageWriter::ImageWriter(ImageWriter&& o) noexcept
     : m_dir(std::move(o.m_dir)),
       m_sections(std::move(o.m_sections)),
       m_created(std::move(o.m_created)),
-      m_finished(o.m_finished) {
+      m_finished(o.m_finished),
+      m_hash_lock(std::move(o.m_hash_lock)),
+      m_raw_hash(std::move(o.m_raw_hash)) {
     o.m_created.clear();
     o.m_finished = true;
 }
@@ -139,6 +141,8 @@ ImageWriter& ImageWriter::operator=(ImageWriter&& o) noexcept {
         m_sections = std::move(o.m_sections);
         m_created = std::move(o.m_created);
         m_finished = o.m_finished;
+        m_hash_lock = std::move(o.m_hash_lock);
+        m_raw_hash = std::move(o.m_raw_hash);
         o.m_created.clear();
         o.m_finished = true;
     }
@@ -187,7 +191,19 @@ Result<UniqueFd> ImageWriter::create_raw(const std::string& handler_id,
     UniqueFd fd = CR_TRY_CTX(create_0600(join(m_dir, tmp), O_RDWR | O_TRUNC), where(m_dir, file));
     // An all-zero digest marks the file as pending until finish() reads it back.
     m_sections.push_back({handler_id, handler_version, "", file, 0, Digest{}});
+    std::lock_guard lock(*m_hash_lock);
+    m_raw_hash[file] = RawHash{};
     return fd;
+}
+
+Result<void> ImageWriter::hash_raw(const std::string& file, const void* data, size_t size) {
+    std::lock_guard lock(*m_hash_lock);
+    auto it = m_raw_hash.find(file);
+    if (it == m_raw_hash.end()) return file_error(m_dir, file, "not a raw file of this image");
+    it->second.sha.update(data, size);
+    it->second.size += size;
+    it->second.fed = true;
+    return {};
 }
 
 Result<UniqueFd> ImageWriter::open_log(const std::string& file) {
@@ -201,6 +217,19 @@ Result<void> ImageWriter::finish(Manifest manifest) {
     if (m_finished) return Error(where(m_dir, "") + ": image already finished");
     for (ManifestSection& s : m_sections) {
         if (s.sha256 != Digest{}) continue;
+        if (auto h = m_raw_hash.find(s.file); h != m_raw_hash.end() && h->second.fed) {
+            // Hashed while written: only the size is checked here, no second pass.
+            struct stat st {};
+            if (::stat(join(m_dir, temp_name(s.file)).c_str(), &st) != 0)
+                return Error::from_errno("stat").context(where(m_dir, s.file));
+            if (uint64_t(st.st_size) != h->second.size)
+                return file_error(m_dir, s.file,
+                                  "written " + std::to_string(st.st_size) + " bytes but hashed " +
+                                      std::to_string(h->second.size));
+            s.size = h->second.size;
+            s.sha256 = h->second.sha.finish();
+            continue;
+        }
         UniqueFd fd(
             ::open(join(m_dir, temp_name(s.file)).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd) return Error::from_errno("open").context(where(m_dir, s.file));
@@ -314,13 +343,45 @@ Result<std::span<const uint8_t>> ImageReader::section(const std::string& file) {
 Result<UniqueFd> ImageReader::open_raw(const std::string& file) {
     const ManifestSection* s = find(file);
     if (!s) return file_error(m_dir, file, "not listed in the manifest");
-    if (m_raw_checked[file]) {
+    if (m_raw_checked[file] || m_defer_raw) {
         off_t size = 0;
-        return open_image_file(m_dir, file, size);
+        UniqueFd fd = CR_TRY(open_image_file(m_dir, file, size));
+        if (uint64_t(size) != s->size) return file_error(m_dir, file, size_mismatch(s->size, uint64_t(size)));
+        return fd;
     }
     UniqueFd fd = CR_TRY(open_checked(m_dir, *s));
     m_raw_checked[file] = true;
     return fd;
+}
+
+namespace {
+
+Error joined(const std::vector<std::string>& bad) {
+    std::string m = bad.front();
+    for (size_t i = 1; i < bad.size(); ++i) m += "; " + bad[i];
+    return Error(std::move(m));
+}
+
+}  // namespace
+
+Result<void> ImageReader::verify_sections() {
+    std::vector<std::string> bad;
+    for (const ManifestSection& s : m_manifest.sections) {
+        if (s.schema_id.empty()) continue;
+        if (auto bytes = section(s.file); !bytes) bad.push_back(bytes.error().message());
+    }
+    if (bad.empty()) return {};
+    return joined(bad);
+}
+
+Result<void> ImageReader::verify_raw() const {
+    std::vector<std::string> bad;
+    for (const ManifestSection& s : m_manifest.sections) {
+        if (!s.schema_id.empty()) continue;
+        if (auto fd = open_checked(m_dir, s); !fd) bad.push_back(fd.error().message());
+    }
+    if (bad.empty()) return {};
+    return joined(bad);
 }
 
 Result<void> ImageReader::verify_all() {

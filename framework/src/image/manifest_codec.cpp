@@ -62,10 +62,11 @@ Manifest from_flatbuffer(const fb::Manifest& in) {
     m.created_unix = in.created_unix();
     m.root_pid = in.root_pid();
     m.parent_dir = str(in.parent_dir());
+    m.pre_dump = in.pre_dump();
     if (in.tasks()) {
         for (const fb::Task* t : *in.tasks()) {
             m.tasks.push_back({t->pid(), t->ppid(), t->pgid(), t->sid(), ints(t->tids()),
-                               t->flags(), str(t->comm()), t->stub_area()});
+                               t->flags(), str(t->comm()), t->stub_area(), t->exit_status()});
         }
     }
     if (in.handlers()) {
@@ -133,7 +134,7 @@ std::vector<uint8_t> encode_manifest(const Manifest& m) {
     std::vector<flatbuffers::Offset<fb::Task>> tasks;
     for (const ManifestTask& t : m.tasks) {
         tasks.push_back(fb::CreateTask(b, t.pid, t.ppid, t.pgid, t.sid, b.CreateVector(t.tids),
-                                       t.flags, b.CreateString(t.comm), t.stub_area));
+                                       t.flags, b.CreateString(t.comm), t.stub_area, t.exit_status));
     }
     std::vector<flatbuffers::Offset<fb::Handler>> handlers;
     for (const ManifestHandler& h : m.handlers)
@@ -154,7 +155,7 @@ std::vector<uint8_t> encode_manifest(const Manifest& m) {
                                    b.CreateString(m.kernel), b.CreateString(m.arch), m.created_unix,
                                    m.root_pid, b.CreateVector(tasks), b.CreateVector(handlers),
                                    b.CreateVector(sections), b.CreateVector(fds),
-                                   b.CreateString(m.parent_dir));
+                                   b.CreateString(m.parent_dir), m.pre_dump);
     fb::FinishManifestBuffer(b, root);
 
     std::vector<uint8_t> out(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());

@@ -20,7 +20,8 @@ namespace cr::fw {
 
 namespace {
 
-constexpr const char* k_task_claims[] = {"task:memory", "task:threads", "task:signals", "task:fs"};
+constexpr const char* k_task_claims[] = {"task:memory", "task:threads", "task:signals",
+                                         "task:fs",     "task:timers",  "task:creds"};
 
 std::string missing_handler(std::string_view kind) {
     std::string package = package_for_kind(kind);
@@ -48,6 +49,14 @@ void raise_nofile_limit() {
     }
 }
 
+// Every fd of the open file description was left out by the handler that owns it.
+bool forgotten(const Host& host, const FdTable& fds, uint64_t object_id) {
+    if (host.forgotten_fds.empty()) return false;
+    for (const FdEntry& e : fds.entries)
+        if (e.object_id == object_id && !host.forgotten_fds.count({e.pid, e.fd})) return false;
+    return true;
+}
+
 Manifest make_manifest(const Host& host, const std::vector<const LoadedHandler*>& order,
                        const FdTable& fds, const Registry& registry, pid_t root) {
     Manifest m;
@@ -58,20 +67,87 @@ Manifest make_manifest(const Host& host, const std::vector<const LoadedHandler*>
     m.arch = u.machine;
     m.created_unix = static_cast<uint64_t>(time(nullptr));
     m.root_pid = root;
-    for (const TaskRecord& t : host.tasks)
-        m.tasks.push_back({t.pid, t.ppid, t.pgid, t.sid, t.tids, t.flags, t.comm, t.stub_area});
+    // Parents come before their children: live tasks in tree order, then zombies (no children).
+    for (const auto* list : {&host.tasks, &host.zombies})
+        for (const TaskRecord& t : *list)
+            m.tasks.push_back({t.pid, t.ppid, t.pgid, t.sid, t.tids, t.flags, t.comm, t.stub_area, t.exit_status});
     for (const LoadedHandler* h : order) m.handlers.push_back({h->id, h->version});
     for (const FdEntry& e : fds.entries) {
+        if (host.forgotten_fds.count({e.pid, e.fd})) continue;
         const FdObject& o = fds.objects[e.object_id - 1];
         m.fds.push_back({e.pid, e.fd, e.object_id, e.cloexec, o.kind, registry.claimer(o.kind)->id});
     }
     return m;
 }
 
+// A pre-dump copies memory only: the handler that owns task memory, nothing else.
+Result<std::vector<const LoadedHandler*>> pre_dump_order(const Registry& registry,
+                                                         const std::vector<const LoadedHandler*>& order) {
+    const LoadedHandler* memory = registry.claimer("task:memory");
+    if (!memory) return Error(strf("task:memory: %s", missing_handler("task:memory").c_str()));
+    for (const LoadedHandler* h : order)
+        if (h == memory) return std::vector<const LoadedHandler*>{h};
+    return Error("task:memory: its handler is not selected");
+}
+
+// The image given with --prev-images-dir and the chain above it, every manifest and section
+// checked now, before anything is frozen.
+Result<std::vector<std::unique_ptr<ImageReader>>> open_prev(const DumpOptions& opt, Log& log) {
+    std::vector<std::unique_ptr<ImageReader>> chain;
+    if (opt.prev_dir.empty()) return chain;
+    auto prev = CR_TRY(ImageReader::open(opt.prev_dir));
+    if (prev.manifest().root_pid != opt.pid)
+        return Error(strf("image %s: made of the tree of pid %d, not %d", opt.prev_dir.c_str(),
+                          prev.manifest().root_pid, opt.pid));
+    CR_TRY(prev.verify_sections());
+    prev.defer_raw_checks();
+    auto above = CR_TRY(open_parents(prev));
+    chain.push_back(std::make_unique<ImageReader>(std::move(prev)));
+    for (auto& p : above) chain.push_back(std::move(p));
+    log.info("dump", strf("incremental: %zu image(s) below this one, parent %s", chain.size(), opt.prev_dir.c_str()));
+    return chain;
+}
+
+// Frozen only while the dirty pages are found and tracking is armed again; the pages are
+// copied after the tree runs on (a page written meanwhile is caught by the next dump).
+Result<DumpReport> run_pre_dump(const DumpOptions& opt, Log& log, Host& host, Tracer& tracer,
+                                ImageWriter& writer, const std::vector<const LoadedHandler*>& order) {
+    DumpReport report;
+    double t_freeze = log.elapsed();
+    for (TaskRecord& t : CR_TRY(freeze_tree(tracer, log, opt.pid)))
+        (t.flags & CR_TASK_ZOMBIE ? host.zombies : host.tasks).push_back(std::move(t));
+    for (const auto& t : host.tasks) report.threads += t.tids.size();
+    report.tasks = host.tasks.size();
+    CR_TRY(host.instantiate(order));
+    for (const TaskRecord& t : host.tasks) {
+        CR_TRY(host.run_phase("dump_task", [&](HandlerSlot& s) {
+            auto f = s.op(&cr_handler_ops::dump_task);
+            return f ? f(s.self, &s.ctx, t.pid) : CR_OK;
+        }));
+    }
+    CR_TRY(tracer.cure_and_detach());
+    report.frozen_seconds = log.elapsed() - t_freeze;
+    log.info("dump", strf("tree running again after %.3f s; copying pages", report.frozen_seconds));
+    CR_TRY(host.run_phase("dump_finish", [](HandlerSlot& s) {
+        auto f = s.op(&cr_handler_ops::dump_finish);
+        return f ? f(s.self, &s.ctx) : CR_OK;
+    }));
+    Registry none;
+    Manifest m = make_manifest(host, order, FdTable{}, none, opt.pid);
+    m.pre_dump = true;
+    if (!opt.prev_dir.empty()) m.parent_dir = parent_dir_for(opt.dir, opt.prev_dir);
+    CR_TRY(writer.finish(std::move(m)));
+    report.total_seconds = log.elapsed();
+    log.info("dump", strf("pre-dump done: %zu task(s), frozen %.3f s, total %.3f s", report.tasks,
+                          report.frozen_seconds, report.total_seconds));
+    return report;
+}
+
 Result<DumpReport> run_dump(const DumpOptions& opt, Log& log) {
     DumpReport report;
     auto registry = CR_TRY(load_registry(opt.plugins));
     auto order = CR_TRY(registry.order());
+    if (opt.pre_dump) order = CR_TRY(pre_dump_order(registry, order));
     auto writer = CR_TRY(ImageWriter::create(opt.dir));
     log.set_file(CR_TRY(writer.open_log("dump.log")));
     log.info("dump", strf("cr %s: dumping pid %d into %s", CR_VERSION, opt.pid, opt.dir.c_str()));
@@ -80,13 +156,18 @@ Result<DumpReport> run_dump(const DumpOptions& opt, Log& log) {
     auto options = opt.handler_options;
     if (opt.leave_running) options["leave-running"] = "1";
     if (opt.verbosity > 0) options["verbose"] = std::to_string(opt.verbosity);
+    if (opt.pre_dump) options["pre-dump"] = "1";
+    auto chain = CR_TRY(open_prev(opt, log));
     Tracer tracer(log, Tracer::Mode::Dump);
     Host host(log, tracer, options);
     host.writer = &writer;
     host.image_dir = opt.dir;
+    for (auto& p : chain) host.parents.push_back(p.get());
+    if (opt.pre_dump) return run_pre_dump(opt, log, host, tracer, writer, order);
 
     double t_freeze = log.elapsed();
-    host.tasks = CR_TRY(freeze_tree(tracer, log, opt.pid));
+    for (TaskRecord& t : CR_TRY(freeze_tree(tracer, log, opt.pid)))
+        (t.flags & CR_TASK_ZOMBIE ? host.zombies : host.tasks).push_back(std::move(t));
     for (const auto& t : host.tasks) report.threads += t.tids.size();
     report.tasks = host.tasks.size();
     auto fds = CR_TRY(collect_fds(host.tasks, log));
@@ -104,6 +185,7 @@ Result<DumpReport> run_dump(const DumpOptions& opt, Log& log) {
         }));
     }
     for (const FdObject& o : fds.objects) {
+        if (forgotten(host, fds, o.id)) continue;
         HandlerSlot* s = host.slot_for(registry.claimer(o.kind));
         auto f = s ? s->op(&cr_handler_ops::dump_fd) : nullptr;
         if (!f) return Error(strf("pid %d fd %d: %s claims %s but cannot dump it", o.pid, o.fd,
@@ -122,7 +204,9 @@ Result<DumpReport> run_dump(const DumpOptions& opt, Log& log) {
         auto f = s.op(&cr_handler_ops::post_dump);
         return f ? f(s.self, &s.ctx) : CR_OK;
     }, true, false));
-    CR_TRY(writer.finish(make_manifest(host, order, fds, registry, opt.pid)));
+    Manifest manifest = make_manifest(host, order, fds, registry, opt.pid);
+    if (!opt.prev_dir.empty()) manifest.parent_dir = parent_dir_for(opt.dir, opt.prev_dir);
+    CR_TRY(writer.finish(std::move(manifest)));
     log.info("dump", "image written");
 
     if (opt.leave_running) {

@@ -174,6 +174,45 @@ int api_stub_reserved(cr_context* ctx, pid_t pid, uint64_t* start, uint64_t* end
     return CR_OK;
 }
 
+int api_image_file_hash(cr_context* ctx, const char* name, const void* data, size_t size) {
+    Host& h = host(ctx);
+    if (!h.writer) return fail(ctx, Error("image files can be hashed only while dumping"));
+    return from(ctx, h.writer->hash_raw(name ? name : "", data, size));
+}
+
+size_t api_parent_count(cr_context* ctx) { return host(ctx).parents.size(); }
+
+Result<ImageReader*> parent_at(Host& h, uint32_t depth) {
+    if (depth == 0 || depth > h.parents.size())
+        return Error(strf("no parent image at depth %u (the chain has %zu)", depth, h.parents.size()));
+    return h.parents[depth - 1];
+}
+
+int api_parent_section_read(cr_context* ctx, uint32_t depth, const char* name, const void** data, size_t* size) {
+    auto p = parent_at(host(ctx), depth);
+    if (!p) return fail(ctx, p.error());
+    auto r = (*p)->section(name ? name : "");
+    if (!r) return fail(ctx, r.error());
+    *data = r->data();
+    *size = r->size();
+    return CR_OK;
+}
+
+int api_parent_file_open(cr_context* ctx, uint32_t depth, const char* name) {
+    auto p = parent_at(host(ctx), depth);
+    if (!p) return fail(ctx, p.error()), -1;
+    auto r = (*p)->open_raw(name ? name : "");
+    if (!r) return fail(ctx, r.error()), -1;
+    return r->release();
+}
+
+int api_fd_forget(cr_context* ctx, pid_t pid, int fd) {
+    Host& h = host(ctx);
+    if (!h.writer) return fail(ctx, Error("fds can be left out only while dumping"));
+    h.forgotten_fds.emplace(pid, fd);
+    return CR_OK;
+}
+
 }  // namespace
 
 const cr_host_api Host::k_api = {
@@ -181,6 +220,8 @@ const cr_host_api Host::k_api = {
     api_section_write, api_section_read, api_image_file_open, api_task_count, api_task_at,
     api_task_find, api_remote_syscall, api_remote_scratch, api_mem_read, api_mem_write,
     api_object_fd_set, api_thread_create, api_thread_set_entry, api_stub_reserved,
+    api_image_file_hash, api_parent_count, api_parent_section_read, api_parent_file_open,
+    api_fd_forget,
 };
 
 Host::Host(Log& log, Tracer& tracer, std::map<std::string, std::string> options)

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ struct TaskRecord {
     uint32_t flags = 0;
     std::string comm;
     uint64_t stub_area = 0;
+    int exit_status = 0;  // zombies
 };
 
 class Host;
@@ -70,11 +72,14 @@ public:
     Log& log() { return m_log; }
     Tracer& tracer() { return m_tracer; }
 
-    std::vector<TaskRecord> tasks;
+    std::vector<TaskRecord> tasks;    // live tasks: what handlers see
+    std::vector<TaskRecord> zombies;  // CR_TASK_ZOMBIE: only the core deals with them
     ImageWriter* writer = nullptr;
     ImageReader* reader = nullptr;
     std::string image_dir;
     std::map<uint64_t, int> object_fds;  // restore: open file description id -> fd in cr
+    std::vector<ImageReader*> parents;  // incremental images: the chain above, parent first
+    std::set<std::pair<pid_t, int>> forgotten_fds;  // dump: fds handlers left out of the image
 
     [[nodiscard]] const TaskRecord* find_task(pid_t pid) const;
     [[nodiscard]] const char* option(const char* key) const;

@@ -2,6 +2,7 @@
 // pids, transplant each through its handlers, then let every thread go. Any failure kills every
 // stub (each one dies with its parent, and cr is their subreaper), so nothing is left behind.
 #include "orchestrator/host.hpp"
+#include "orchestrator/plan.hpp"
 #include "orchestrator/stub.hpp"
 
 #include <cr/fw/handlers.hpp>
@@ -56,28 +57,32 @@ Result<std::vector<const LoadedHandler*>> handlers_for(const Manifest& m, Regist
     return registry.order();
 }
 
-Result<void> check_pids_free(const Manifest& m) {
-    for (const auto& t : m.tasks) {
-        for (pid_t tid : t.tids) {
-            auto holder = CR_TRY(proc::pid_holder(tid));
-            if (!holder.empty())
-                return Error(strf("pid %d is in use by %s; wait until it is free, then restore again",
-                                  tid, holder.c_str()));
-        }
+Result<void> check_pids_free(const Manifest& m, const TreePlan& tree) {
+    std::vector<pid_t> pids;
+    for (const auto& t : m.tasks) pids.insert(pids.end(), t.tids.begin(), t.tids.end());
+    for (const auto& s : tree.stubs) pids.push_back(s.pid);
+    for (pid_t pid : pids) {
+        auto holder = CR_TRY(proc::pid_holder(pid));
+        if (!holder.empty())
+            return Error(strf("pid %d is in use by %s; wait until it is free, then restore again", pid,
+                              holder.c_str()));
     }
     return {};
 }
 
 std::vector<TaskRecord> records_of(const Manifest& m) {
     std::vector<TaskRecord> out;
-    for (const auto& t : m.tasks) out.push_back({t.pid, t.ppid, t.pgid, t.sid, t.tids, t.flags, t.comm, t.stub_area});
+    for (const auto& t : m.tasks)
+        if (!(t.flags & CR_TASK_ZOMBIE))
+            out.push_back({t.pid, t.ppid, t.pgid, t.sid, t.tids, t.flags, t.comm, t.stub_area, t.exit_status});
     return out;
 }
 
 // Moves every object descriptor above the fd numbers of the image, then builds the plan.
-Result<StubPlan> make_plan(const Manifest& m, Host& host, int report_fd) {
+Result<StubPlan> make_plan(const Manifest& m, TreePlan tree, Host& host, int report_fd) {
     StubPlan plan;
     plan.host = &host;
+    plan.tasks = std::move(tree.stubs);
     int max_fd = 2;
     for (const auto& f : m.fds) max_fd = std::max(max_fd, f.fd);
     plan.min_private_fd = max_fd + 1;
@@ -85,7 +90,6 @@ Result<StubPlan> make_plan(const Manifest& m, Host& host, int report_fd) {
     if (plan.report_fd < 0) return Error::from_errno("fcntl(F_DUPFD)");
     plan.log_fd = host.log().relocate_file(plan.report_fd + 1);
     int above = std::max(plan.report_fd, plan.log_fd) + 1;
-    std::map<uint64_t, int> moved;
     for (auto& [id, fd] : host.object_fds) {
         int hi = ::fcntl(fd, F_DUPFD_CLOEXEC, above);
         if (hi < 0) return Error::from_errno("fcntl(F_DUPFD)");
@@ -93,18 +97,7 @@ Result<StubPlan> make_plan(const Manifest& m, Host& host, int report_fd) {
         fd = hi;
     }
     std::map<pid_t, size_t> index;
-    for (const auto& t : m.tasks) {
-        index[t.pid] = plan.tasks.size();
-        plan.tasks.push_back({t.pid, t.ppid, t.pgid, t.sid, t.stub_area, {}, {}});
-    }
-    if (plan.tasks.empty() || plan.tasks[0].pid != m.root_pid) return Error("manifest: the first task is not the root");
-    for (size_t i = 1; i < plan.tasks.size(); ++i) {
-        auto p = index.find(plan.tasks[i].ppid);
-        if (p == index.end() || p->second >= i)
-            return Error(strf("manifest: pid %d has parent %d, which comes not before it in the tree",
-                              plan.tasks[i].pid, plan.tasks[i].ppid));
-        plan.tasks[p->second].children.push_back(i);
-    }
+    for (size_t i = 0; i < plan.tasks.size(); ++i) index[plan.tasks[i].pid] = i;
     for (const auto& f : m.fds) {
         auto t = index.find(f.pid);
         if (t == index.end()) return Error(strf("manifest: fd %d of unknown pid %d", f.fd, f.pid));
@@ -152,7 +145,7 @@ void kill_stubs(pid_t root) {
     }
 }
 
-Result<void> prepare_stub(Tracer& tracer, const TaskRecord& t, Log& log) {
+Result<void> prepare_stub(Tracer& tracer, const StubTask& t, Log& log) {
     if (!CR_TRY(tracer.seize(t.pid, t.pid))) return Error(strf("pid %d: stub vanished", t.pid));
     tracer.set_stub(t.pid, t.stub_area, t.stub_area + 4096, k_stub_size - 4096);
     CR_TRY(tracer.syscall_checked(t.pid, SYS_prctl, "prctl(PR_SET_PDEATHSIG)", {PR_SET_PDEATHSIG, 0, 0, 0, 0, 0}));
@@ -168,6 +161,50 @@ Result<void> prepare_stub(Tracer& tracer, const TaskRecord& t, Log& log) {
     return {};
 }
 
+// Every stub exists now: members join groups led by others, helpers and zombies end.
+Result<void> settle_tree(Tracer& tracer, const StubPlan& plan, const TreePlan& tree, Log& log) {
+    for (const StubTask& s : plan.tasks) {
+        if (s.role != StubRole::Task && s.role != StubRole::Zombie) continue;
+        if (s.pgid == tree.outside_pgid) continue;  // stays in cr's group, as a shell job would
+        auto st = CR_TRY(proc::read_stat(s.pid));
+        if (st.pgrp == s.pgid) continue;
+        CR_TRY_CTX(tracer.syscall_checked(s.pid, SYS_setpgid, "setpgid", {0, static_cast<uint64_t>(s.pgid)}),
+                   strf("pid %d: joining process group %d", s.pid, s.pgid));
+    }
+    // Group helpers first: a session helper may be their parent and must reap them.
+    for (StubRole role : {StubRole::GroupHelper, StubRole::SessionHelper}) {
+        for (const StubTask& s : plan.tasks) {
+            if (s.role != role) continue;
+            CR_TRY(tracer.end_task(s.pid, 0));
+            pid_t parent = plan.tasks[s.parent].pid;
+            CR_TRY_CTX(tracer.syscall_checked(parent, SYS_wait4, "wait4", {static_cast<uint64_t>(s.pid), 0, __WALL, 0}),
+                       strf("pid %d: reaping helper %d", parent, s.pid));
+            log.debug(k_tag, strf("helper %d for %s %d done", s.pid, role == StubRole::GroupHelper ? "group" : "session", s.pid));
+        }
+    }
+    for (const StubTask& s : plan.tasks) {
+        if (s.role != StubRole::Zombie) continue;
+        CR_TRY_CTX(tracer.end_task(s.pid, s.exit_status), strf("pid %d: becoming a zombie again", s.pid));
+    }
+    return {};
+}
+
+// Signals the stubs received while being built (SIGCHLD from zombies and helpers) are not the
+// task's: drop them before the handlers queue the dumped ones.
+Result<void> drain_signals(Tracer& tracer, pid_t pid) {
+    auto scratch = CR_TRY(tracer.scratch(pid));
+    struct {
+        uint64_t set = ~0ULL;
+        timespec zero{0, 0};
+    } args;
+    CR_TRY(tracer.mem_write(pid, scratch.addr, &args, sizeof args));
+    for (int i = 0; i < 1024; ++i) {
+        int64_t r = CR_TRY(tracer.syscall(pid, SYS_rt_sigtimedwait, {scratch.addr, 0, scratch.addr + 8, 8, 0, 0}));
+        if (r < 0) return {};
+    }
+    return Error(strf("pid %d: pending signals keep coming", pid));
+}
+
 Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
     RestoreReport report;
     auto reader = CR_TRY(ImageReader::open(opt.dir));
@@ -178,10 +215,16 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
     }
     log.info(k_tag, strf("cr %s: restoring %s (%zu task(s), written by cr %s on %s)", CR_VERSION,
                          opt.dir.c_str(), m.tasks.size(), m.cr_version.c_str(), m.kernel.c_str()));
-    CR_TRY(reader.verify_all());
+    if (m.pre_dump)
+        return Error(strf("image %s was made by cr pre-dump and holds memory only; restore the image of "
+                          "the cr dump --prev-images-dir that ends its chain", opt.dir.c_str()));
+    auto chain = CR_TRY(open_parents(reader));
+    CR_TRY(reader.verify_sections());
+    RawCheck raw_check(reader, chain);  // page files are hashed while the restore goes on
     auto registry = CR_TRY(load_registry({}));
     auto order = CR_TRY(handlers_for(m, registry, opt.plugins));
-    CR_TRY(check_pids_free(m));
+    auto tree = CR_TRY(plan_tree(m));
+    CR_TRY(check_pids_free(m, tree));
 
     auto options = opt.handler_options;
     if (opt.verbosity > 0) options["verbose"] = std::to_string(opt.verbosity);
@@ -189,6 +232,7 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
     Host host(log, tracer, options);
     host.reader = &reader;
     host.image_dir = opt.dir;
+    for (auto& p : chain) host.parents.push_back(p.get());
     host.tasks = records_of(m);
     CR_TRY(host.instantiate(order));
     CR_TRY(host.run_phase("prepare", [](HandlerSlot& s) {
@@ -200,7 +244,7 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
     if (::pipe2(pipefd, O_CLOEXEC) != 0) return Error::from_errno("pipe2");
     UniqueFd report_read(pipefd[0]);
     UniqueFd report_write(pipefd[1]);
-    auto plan = CR_TRY(make_plan(m, host, report_write.get()));
+    auto plan = CR_TRY(make_plan(m, tree, host, report_write.get()));
     UniqueFd plan_report(plan.report_fd);
     report_write.reset();
 
@@ -223,9 +267,11 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
     for (auto& [id, fd] : host.object_fds) ::close(fd);
     host.object_fds.clear();
 
-    CR_TRY(wait_ready(report_read.get(), m.tasks.size(), log));
-    log.info(k_tag, strf("%zu stub(s) ready in %.3f s", m.tasks.size(), log.elapsed() - t_fork));
-    for (const TaskRecord& t : host.tasks) CR_TRY(prepare_stub(tracer, t, log));
+    CR_TRY(wait_ready(report_read.get(), plan.tasks.size(), log));
+    log.info(k_tag, strf("%zu stub(s) ready in %.3f s", plan.tasks.size(), log.elapsed() - t_fork));
+    for (const StubTask& s : plan.tasks) CR_TRY(prepare_stub(tracer, s, log));
+    CR_TRY(settle_tree(tracer, plan, tree, log));
+    for (const TaskRecord& t : host.tasks) CR_TRY(drain_signals(tracer, t.pid));
     for (const TaskRecord& t : host.tasks) {
         CR_TRY(host.run_phase("restore_task", [&](HandlerSlot& s) {
             auto f = s.op(&cr_handler_ops::restore_task);
@@ -238,11 +284,13 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
         auto f = s.op(&cr_handler_ops::post_restore);
         return f ? f(s.self, &s.ctx) : CR_OK;
     }, true, false));
-    CR_TRY(tracer.release());
+    std::set<pid_t> stopped;
+    for (const TaskRecord& t : host.tasks)
+        if (t.flags & CR_TASK_STOPPED) stopped.insert(t.pid);
+    CR_TRY(raw_check.wait());  // nothing of the tree has run yet: a bad file stops it here
+    CR_TRY(tracer.release(stopped));
     guard.armed = false;
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
-    for (const TaskRecord& t : host.tasks)
-        if (t.flags & CR_TASK_STOPPED) ::kill(t.pid, SIGSTOP);
     report.root = m.root_pid;
     report.total_seconds = log.elapsed();
     log.info(k_tag, strf("tree running again, root pid %d, %.3f s", m.root_pid, report.total_seconds));

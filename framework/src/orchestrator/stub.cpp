@@ -31,13 +31,16 @@ void report(const StubPlan& plan, pid_t pid, bool ok, const std::string& message
 }
 
 Result<void> set_session(const StubTask& t) {
-    if (t.sid == t.pid) {
+    if (t.role == StubRole::SessionHelper) {
+        if (::setsid() < 0) return Error::from_errno("setsid");
+    } else if (t.role == StubRole::GroupHelper) {
+        if (::setpgid(0, 0) < 0) return Error::from_errno("setpgid");
+    } else if (t.sid == t.pid) {
         if (::setsid() < 0) return Error::from_errno("setsid");
     } else if (t.pgid == t.pid) {
         if (::setpgid(0, 0) < 0) return Error::from_errno("setpgid");
-    } else if (::getpgid(0) != t.pgid) {
-        if (::setpgid(0, t.pgid) < 0) return Error::from_errno(strf("setpgid to group %d", t.pgid));
     }
+    // Joining a group led by another task waits until every stub exists (done remotely).
     return {};
 }
 
@@ -80,9 +83,11 @@ Result<void> map_trampoline(const StubTask& t) {
 
 }  // namespace
 
-Result<pid_t> fork_with_pid(pid_t pid) {
+Result<pid_t> fork_with_pid(pid_t pid, bool clone_parent) {
     clone_args args{};
-    args.exit_signal = SIGCHLD;
+    // With CLONE_PARENT the kernel takes the exit signal from the caller and wants 0 here.
+    args.flags = clone_parent ? CLONE_PARENT : 0;
+    args.exit_signal = clone_parent ? 0 : SIGCHLD;
     args.set_tid = reinterpret_cast<uint64_t>(&pid);
     args.set_tid_size = 1;
     long r = ::syscall(SYS_clone3, &args, sizeof args);
@@ -100,17 +105,19 @@ void stub_main(const StubPlan& plan, size_t index) {
     if (::getppid() == 1) ::_exit(1);
     if (auto r = set_session(t); !r) die(plan, t.pid, r.error().message());
     for (size_t c : t.children) {
-        auto child = fork_with_pid(plan.tasks[c].pid);
+        auto child = fork_with_pid(plan.tasks[c].pid, plan.tasks[c].clone_parent);
         if (!child) die(plan, t.pid, child.error().message());
         if (*child == 0) stub_main(plan, c);
     }
     if (auto r = install_fds(plan, t); !r) die(plan, t.pid, r.error().message());
     Host& host = *plan.host;
-    auto r = host.run_phase("restore_stub", [&](HandlerSlot& s) {
-        auto f = s.op(&cr_handler_ops::restore_stub);
-        return f ? f(s.self, &s.ctx, t.pid) : CR_OK;
-    });
-    if (!r) die(plan, t.pid, r.error().message());
+    if (t.role == StubRole::Task) {
+        auto r = host.run_phase("restore_stub", [&](HandlerSlot& s) {
+            auto f = s.op(&cr_handler_ops::restore_stub);
+            return f ? f(s.self, &s.ctx, t.pid) : CR_OK;
+        });
+        if (!r) die(plan, t.pid, r.error().message());
+    }
     if (auto m = map_trampoline(t); !m) die(plan, t.pid, m.error().message());
     host.log().drop_file();
     report(plan, t.pid, true, "");

@@ -19,6 +19,10 @@ struct StubFd {
     bool cloexec = false;
 };
 
+// Helpers exist only during the restore: they hold the pid of a process group or session
+// whose leader is gone, so that the members can be put back into it.
+enum class StubRole { Task, Zombie, GroupHelper, SessionHelper };
+
 struct StubTask {
     pid_t pid = 0;
     pid_t ppid = 0;
@@ -27,6 +31,10 @@ struct StubTask {
     uint64_t stub_area = 0;
     std::vector<size_t> children;
     std::vector<StubFd> fds;
+    StubRole role = StubRole::Task;
+    int exit_status = 0;        // zombies
+    bool clone_parent = false;  // forked by a session helper on behalf of the real parent
+    size_t parent = 0;          // index of the stub that forks this one
 };
 
 struct StubReport {
@@ -43,8 +51,9 @@ struct StubPlan {
     Host* host = nullptr;
 };
 
-// clone3 with set_tid, like fork. Returns the child's pid in the parent, 0 in the child.
-Result<pid_t> fork_with_pid(pid_t pid);
+// clone3 with set_tid, like fork (or with CLONE_PARENT: a sibling). Returns the child's pid
+// in the parent, 0 in the child.
+Result<pid_t> fork_with_pid(pid_t pid, bool clone_parent = false);
 
 // Runs in the new process; never returns.
 [[noreturn]] void stub_main(const StubPlan& plan, size_t index);

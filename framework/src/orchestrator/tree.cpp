@@ -62,8 +62,14 @@ Result<std::vector<TaskRecord>> freeze_tree(Tracer& tracer, Log& log, pid_t root
         queue.pop_front();
         auto st0 = proc::read_stat(pid);
         if (!st0) return Error(strf("pid %d: no such process", pid), ESRCH);
-        if (st0->state == 'Z')
-            return Error(strf("pid %d (%s) is a zombie; zombies are not supported yet", pid, st0->comm.c_str()));
+        if (st0->state == 'Z') {
+            // Dead and not reaped: nothing to seize, it comes back as a zombie with its status.
+            if (pid == root) return Error(strf("pid %d (%s) is a zombie; there is nothing to dump", pid, st0->comm.c_str()));
+            TaskRecord z{pid, st0->ppid, st0->pgrp, st0->session, {}, CR_TASK_ZOMBIE, st0->comm, 0, st0->exit_code};
+            log.info("tree", strf("pid %d (%s): zombie, exit status 0x%x", pid, z.comm.c_str(), z.exit_status));
+            tasks.push_back(std::move(z));
+            continue;
+        }
         TaskRecord t;
         t.pid = pid;
         t.tids = CR_TRY(seize_threads(tracer, pid));

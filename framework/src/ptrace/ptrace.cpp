@@ -8,9 +8,12 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -102,7 +105,7 @@ Result<void> Tracer::wait_stop(pid_t tid, int& status) {
 
 Result<bool> Tracer::seize(pid_t pid, pid_t tid) {
     long options = PTRACE_O_TRACESYSGOOD;
-    if (m_mode == Mode::Restore) options |= PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE;
+    if (m_mode == Mode::Restore) options |= PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE | PTRACE_O_SUSPEND_SECCOMP;
     else options |= PTRACE_O_SUSPEND_SECCOMP;
     if (::ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(options)) == -1) {
         if (errno == ESRCH) return false;
@@ -336,6 +339,51 @@ Result<void> Tracer::create_thread(pid_t pid, pid_t tid) {
     return {};
 }
 
+void Tracer::forget(pid_t pid) {
+    if (TaskState* task = this->task(pid))
+        for (pid_t tid : task->tids) m_threads.erase(tid);
+    m_tasks.erase(pid);
+    if (m_pinned_tid == pid) m_pinned_tid = 0;
+}
+
+Result<void> Tracer::end_task(pid_t pid, int status) {
+    ThreadState* t = thread(pid);
+    TaskState* task = this->task(pid);
+    if (!t || !task) return Error(strf("pid %d is not seized", pid));
+    if (WIFSIGNALED(status)) {
+        // Killed by the signal itself, untraced, so the parent sees exactly that; no core file.
+        rlimit none{0, 0};
+        ::prlimit(pid, RLIMIT_CORE, &none, nullptr);
+        CR_TRY(set_sigmask(pid, 0));
+        forget(pid);
+        if (::ptrace(PTRACE_DETACH, pid, nullptr, nullptr) == -1)
+            return Error::from_errno(strf("pid %d: PTRACE_DETACH", pid));
+        if (::kill(pid, WTERMSIG(status)) != 0) return Error::from_errno(strf("pid %d: kill", pid));
+        for (int i = 0; i < 2000; ++i) {
+            auto st = proc::read_stat(pid);
+            if (!st || st->state == 'Z') return {};
+            ::usleep(1000);
+        }
+        return Error(strf("pid %d did not die of signal %d", pid, WTERMSIG(status)));
+    }
+    user_regs_struct regs = t->regs;
+    regs.rax = SYS_exit_group;
+    regs.orig_rax = static_cast<uint64_t>(-1);
+    regs.rdi = static_cast<uint64_t>(WEXITSTATUS(status));
+    regs.rip = task->syscall_ip;
+    CR_TRY(set_regs(pid, regs));
+    CR_TRY(ptrace_req(PTRACE_CONT, pid, nullptr, nullptr, "PTRACE_CONT"));
+    forget(pid);
+    for (;;) {
+        int st = 0;
+        pid_t r = ::waitpid(pid, &st, __WALL);
+        if (r == -1 && errno == EINTR) continue;
+        if (r == -1) return Error::from_errno(strf("pid %d: waitpid", pid));
+        if (WIFEXITED(st) || WIFSIGNALED(st)) return {};
+        ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    }
+}
+
 // A thread left in a syscall-exit stop would return to user space with our registers' kernel
 // state. Trapping it once more inside signal handling makes the kernel's own syscall-restart
 // logic run on the original registers when it resumes.
@@ -399,7 +447,7 @@ void Tracer::kill_all() {
     m_tasks.clear();
 }
 
-Result<void> Tracer::release() {
+Result<void> Tracer::release(const std::set<pid_t>& stopped) {
     for (auto& [tid, t] : m_threads) {
         if (t.entry_regs) CR_TRY(set_regs(tid, *t.entry_regs));
         if (!t.entry_xstate.empty()) {
@@ -408,6 +456,14 @@ Result<void> Tracer::release() {
                               "PTRACE_SETREGSET(NT_X86_XSTATE)"));
         }
         CR_TRY(set_sigmask(tid, t.entry_sigmask.value_or(t.sigmask)));
+    }
+    // A task that was stopped gets SIGSTOP with its detach: the kernel sends it before the task
+    // returns to user space, so it never runs a single instruction before stopping.
+    for (pid_t pid : stopped) {
+        if (!m_threads.count(pid)) continue;
+        if (::ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(static_cast<long>(SIGSTOP))) == -1)
+            return Error::from_errno(strf("thread %d: PTRACE_DETACH", pid));
+        m_threads.erase(pid);
     }
     for (auto& [tid, t] : m_threads) {
         if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) == -1)

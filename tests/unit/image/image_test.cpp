@@ -69,6 +69,7 @@ Manifest full_manifest() {
     m.root_pid = 4242;
     m.tasks.push_back({4242, 0, 4242, 4200, {4242, 4243, 4250}, 3, "sleep loop", 0x7f0000000000});
     m.tasks.push_back({4244, 4242, 4242, 4200, {4244}, 0, "sleep", 0});
+    m.tasks[1].exit_status = 9;
     m.handlers.push_back({"cr.memory.vma", "1.2.3"});
     m.handlers.push_back({"cr.files.pipe", "0.9"});
     m.fds.push_back({4242, 0, 17, false, "tty", "cr.files.tty"});
@@ -131,6 +132,8 @@ TEST(ImageManifest, EncodeDecodeEveryField) {
     EXPECT_EQ(d.tasks[0].comm, "sleep loop");
     EXPECT_EQ(d.tasks[0].stub_area, 0x7f0000000000u);
     EXPECT_EQ(d.tasks[1].ppid, 4242);
+    EXPECT_EQ(d.tasks[0].exit_status, 0);
+    EXPECT_EQ(d.tasks[1].exit_status, 9);
     ASSERT_EQ(d.handlers.size(), 2u);
     EXPECT_EQ(d.handlers[1].id, "cr.files.pipe");
     EXPECT_EQ(d.handlers[1].version, "0.9");

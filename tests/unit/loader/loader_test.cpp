@@ -103,9 +103,9 @@ TEST(LoaderTest, RefusesOtherAbiMajorNamingBothVersions) {
     std::string path = fixture("abi2");
     EXPECT_EQ(
         load_error(path),
-        strf("handler %s: built for handler ABI 2.0, this cr speaks %d.%d (rebuild it against this "
+        strf("handler %s: built for handler ABI 2.%d, this cr speaks %d.%d (rebuild it against this "
              "cr's SDK)",
-             path.c_str(), CR_ABI_MAJOR, CR_ABI_MINOR));
+             path.c_str(), CR_ABI_MINOR, CR_ABI_MAJOR, CR_ABI_MINOR));
 }
 
 TEST(LoaderTest, RefusesFileWithoutEntrySymbol) {

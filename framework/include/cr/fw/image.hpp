@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,6 +45,7 @@ struct ManifestTask {
     uint32_t flags = 0;
     std::string comm;
     uint64_t stub_area = 0;
+    int exit_status = 0;  // zombies
 };
 
 struct ManifestFd {
@@ -79,7 +82,8 @@ struct Manifest {
     std::vector<ManifestHandler> handlers;
     std::vector<ManifestSection> sections;
     std::vector<ManifestFd> fds;
-    std::string parent_dir;
+    std::string parent_dir;  // relative to the image's own directory unless absolute
+    bool pre_dump = false;
 };
 
 inline constexpr const char* k_manifest_file = "manifest.cr";
@@ -105,6 +109,9 @@ public:
     // in finish().
     Result<UniqueFd> create_raw(const std::string& handler_id, const std::string& handler_version,
                                 const std::string& file);
+    // Bytes of a raw file, fed in order as they are written: finish() then takes the digest from
+    // them instead of reading the file back (and checks the size). Callable from any thread.
+    Result<void> hash_raw(const std::string& file, const void* data, size_t size);
     // Opens a file for the log (0600, appended, not part of the manifest).
     Result<UniqueFd> open_log(const std::string& file);
     // Fills manifest.sections and writes manifest.cr last (atomic rename).
@@ -118,6 +125,13 @@ private:
     std::vector<ManifestSection> m_sections;
     std::vector<std::string> m_created;  // final names, for abort()
     bool m_finished = false;
+    struct RawHash {
+        Sha256 sha;
+        uint64_t size = 0;
+        bool fed = false;
+    };
+    std::unique_ptr<std::mutex> m_hash_lock = std::make_unique<std::mutex>();
+    std::map<std::string, RawHash> m_raw_hash;
 };
 
 class ImageReader {
@@ -132,6 +146,13 @@ public:
     Result<UniqueFd> open_raw(const std::string& file);
     // Checks every file of the manifest.
     Result<void> verify_all();
+    // Checks every section (read whole and cached, as restore needs them anyway).
+    Result<void> verify_sections();
+    // From now on open_raw checks only the size; verify_raw() has to be run (it may run on
+    // another thread while this reader serves sections and opens files).
+    void defer_raw_checks() { m_defer_raw = true; }
+    // Streams every raw file through sha256; errors name each bad file.
+    [[nodiscard]] Result<void> verify_raw() const;
     [[nodiscard]] const ManifestSection* find(const std::string& file) const;
 
 private:
@@ -139,6 +160,30 @@ private:
     Manifest m_manifest;
     std::map<std::string, std::vector<uint8_t>> m_cache;
     std::map<std::string, bool> m_raw_checked;
+    bool m_defer_raw = false;
+};
+
+// The images an incremental image builds on, parent first, each manifest read and checked:
+// a missing or unreadable parent, a loop, or a parent of another tree is an error naming it.
+Result<std::vector<std::unique_ptr<ImageReader>>> open_parents(const ImageReader& image);
+// The parent_dir to record for an image in dir whose parent is parent: relative when both are
+// reachable from one another, so a set of images moved together stays a chain.
+std::string parent_dir_for(const std::string& dir, const std::string& parent);
+
+// Streams every raw file of an image and of its parents through sha256 on a thread of its own,
+// while the readers open raw files with a size check only. wait() names every bad file.
+class RawCheck {
+public:
+    RawCheck(ImageReader& image, const std::vector<std::unique_ptr<ImageReader>>& parents);
+    RawCheck(const RawCheck&) = delete;
+    RawCheck& operator=(const RawCheck&) = delete;
+    ~RawCheck();
+    Result<void> wait();
+
+private:
+    std::thread m_thread;
+    std::string m_error;
+    bool m_joined = false;
 };
 
 }  // namespace cr::fw

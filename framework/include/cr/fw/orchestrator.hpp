@@ -21,6 +21,8 @@ struct CommonOptions {
 struct DumpOptions : CommonOptions {
     pid_t pid = 0;
     bool leave_running = false;
+    bool pre_dump = false;  // cr pre-dump: memory only, tree left running with dirty tracking armed
+    std::string prev_dir;   // --prev-images-dir: the image this one builds on
 };
 
 struct RestoreOptions : CommonOptions {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <vector>
 
 namespace cr::fw {
@@ -77,12 +78,15 @@ public:
     // Restore: clone3 a thread with the given tid in task pid; it is seized and stopped.
     Result<void> create_thread(pid_t pid, pid_t tid);
 
+    // Restore: end a seized single-threaded stub so that it leaves this wait status for its
+    // parent (WIFEXITED: exit_group in the task; WIFSIGNALED: killed by that signal).
+    Result<void> end_task(pid_t pid, int status);
     // Dump: undo remote-call state, unmap scratch memory, detach; the tree runs on unchanged.
     Result<void> cure_and_detach();
     // Dump: kill every seized task and collect the exit of every traced thread.
     void kill_all();
     // Restore: set each thread's entry state and let every thread go.
-    Result<void> release();
+    Result<void> release(const std::set<pid_t>& stopped = {});
     // Restore: dump: whether threads may still be attached.
     [[nodiscard]] bool empty() const { return m_threads.empty(); }
 
@@ -92,6 +96,7 @@ private:
     Result<int64_t> step_syscall(ThreadState& t, TaskState& task, const user_regs_struct& regs);
     Result<void> cure_thread(ThreadState& t);
     void pin_to(pid_t tid);
+    void forget(pid_t pid);
     Result<int> mem_fd(TaskState& task);
 
     Log& m_log;

@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define CR_ABI_MAJOR 1
-#define CR_ABI_MINOR 0
+#define CR_ABI_MINOR 1
 #define CR_HANDLER_SYMBOL "cr_handler_get_info"
 #define CR_EXPORT __attribute__((visibility("default")))
 
@@ -41,6 +41,7 @@ typedef struct cr_task_info {
 } cr_task_info;
 
 #define CR_TASK_STOPPED 0x1u /* the task was in group stop (SIGSTOP) when seized */
+#define CR_TASK_ZOMBIE 0x2u  /* dead, not yet reaped: restored as a zombie; handlers never see it */
 
 /* An open file description found in the tree. Fds that share one description (dup, fork,
  * SCM_RIGHTS) are reported once, under one object id, with the first holder. */
@@ -111,6 +112,22 @@ typedef struct cr_host_api {
     /* Restore: the address range the core keeps in every stub (trampoline and scratch);
      * a handler replacing the address space leaves it and the vdso mappings alone. */
     int (*stub_reserved)(cr_context* ctx, pid_t pid, uint64_t* start, uint64_t* end);
+
+    /* Since 1.1. */
+    /* Dump: the bytes of a raw image file, fed in order as the handler writes them, so the core
+     * takes its sha256 without reading the file back. Once fed, the whole file must be fed.
+     * May be called from a thread of the handler, one call at a time per file. */
+    int (*image_file_hash)(cr_context* ctx, const char* name, const void* data, size_t size);
+    /* Incremental images: how many images the one being written or restored builds on. */
+    size_t (*parent_count)(cr_context* ctx);
+    /* A section / raw file of the image `depth` steps up the chain (1: the parent). Raw files
+     * are checked like the image's own (size now, sha256 before a restore resumes anything). */
+    int (*parent_section_read)(cr_context* ctx, uint32_t depth, const char* name,
+                               const void** data, size_t* size);
+    int (*parent_file_open)(cr_context* ctx, uint32_t depth, const char* name); /* fd or -1 */
+    /* Dump: leaves fd of task pid out of the image: a helper of the handler's own inside the
+     * task, which the handler closed. */
+    int (*fd_forget)(cr_context* ctx, pid_t pid, int fd);
 } cr_host_api;
 
 struct cr_context {

@@ -20,6 +20,7 @@
 #include <cr/sdk/result.hpp>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <span>
@@ -130,6 +131,27 @@ public:
         if (api()->stub_reserved(m_raw, pid, &r.start, &r.end) != CR_OK) return last_error();
         return r;
     }
+
+    // Host API 1.1; an older core has none of these (has_api_1_1() is false).
+    [[nodiscard]] bool has_api_1_1() const {
+        return api()->struct_size >= offsetof(cr_host_api, fd_forget) + sizeof(api()->fd_forget);
+    }
+    Result<void> hash_image_file(const std::string& name, const void* data, size_t size) const {
+        return status(api()->image_file_hash(m_raw, name.c_str(), data, size));
+    }
+    [[nodiscard]] size_t parent_count() const { return has_api_1_1() ? api()->parent_count(m_raw) : 0; }
+    Result<std::span<const uint8_t>> read_parent_section(uint32_t depth, const std::string& name) const {
+        const void* data = nullptr;
+        size_t size = 0;
+        if (api()->parent_section_read(m_raw, depth, name.c_str(), &data, &size) != CR_OK) return last_error();
+        return std::span<const uint8_t>(static_cast<const uint8_t*>(data), size);
+    }
+    Result<UniqueFd> open_parent_file(uint32_t depth, const std::string& name) const {
+        int fd = api()->parent_file_open(m_raw, depth, name.c_str());
+        if (fd < 0) return last_error();
+        return UniqueFd(fd);
+    }
+    Result<void> forget_fd(pid_t pid, int fd) const { return status(api()->fd_forget(m_raw, pid, fd)); }
 
 private:
     [[nodiscard]] const cr_host_api* api() const { return m_raw->api; }
