@@ -6,7 +6,9 @@
 #include <cr/sdk/log.hpp>
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/kcmp.h>
+#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
 #include <signal.h>
 #include <sys/auxv.h>
@@ -53,6 +55,37 @@ bool with_traced_child(const std::function<bool(pid_t)>& fn) {
         for (;;) pause();
     }
     bool ok = ptrace(PTRACE_SEIZE, child, nullptr, nullptr) == 0 &&
+              ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) == 0;
+    int status = 0;
+    if (ok) ok = waitpid(child, &status, __WALL) == child && WIFSTOPPED(status);
+    if (ok) ok = fn(child);
+    kill(child, SIGKILL);
+    waitpid(child, &status, __WALL);
+    waitpid(child, &status, 0);
+    return ok;
+}
+
+// A child under an allow-all seccomp filter, seized the way cr seizes every task (with
+// PTRACE_O_SUSPEND_SECCOMP) and stopped; fn runs against it, then it is killed.
+bool with_filtered_child(const std::function<bool(pid_t)>& fn) {
+    int ready[2];
+    if (pipe(ready) != 0) return false;
+    pid_t child = fork();
+    if (child < 0) return false;
+    if (child == 0) {
+        sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+        sock_fprog prog = {1, &allow};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+            _exit(1);
+        (void)!write(ready[1], "", 1);
+        for (;;) pause();
+    }
+    close(ready[1]);
+    char byte;
+    bool filtered = read(ready[0], &byte, 1) == 1;
+    close(ready[0]);
+    bool ok = filtered && ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(PTRACE_O_SUSPEND_SECCOMP)) == 0 &&
               ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) == 0;
     int status = 0;
     if (ok) ok = waitpid(child, &status, __WALL) == child && WIFSTOPPED(status);
@@ -140,6 +173,14 @@ const Feature k_features[] = {
      [] { return getauxval(AT_SYSINFO_EHDR) != 0; }},
     {"CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE", "set_tid, /proc/PID/exe and mm fields", "restore", true,
      [] { return has_cap(CAP_SYS_ADMIN) || has_cap(static_cast<cap_value_t>(40)); }},
+    {"PTRACE_O_SUSPEND_SECCOMP", "remote system calls in tasks under seccomp", "dump and restore", true,
+     [] { return with_filtered_child([](pid_t) { return true; }); }},
+    {"PTRACE_SECCOMP_GET_FILTER", "saving seccomp filters", "dump of tasks with seccomp filters", false,
+     [] {
+         return with_filtered_child([](pid_t c) {
+             return ptrace(PTRACE_SECCOMP_GET_FILTER, c, reinterpret_cast<void*>(0L), nullptr) == 1;
+         });
+     }},
     {"PR_TIMER_CREATE_RESTORE_IDS", "POSIX timers with their original ids", "restore of POSIX timers", false,
      [] { return prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) >= 0; }},
     {"userfaultfd WP_ASYNC", "dirty tracking for incremental pre-dump", "pre-dump", false, probe_uffd_wp_async},

@@ -13,10 +13,14 @@ Checkpoint a running process tree into an image directory and restore it later.
 
 commands:
   dump      freeze a process tree and write its image
+  pre-dump  copy a tree's memory while it runs, for a later dump that copies only what changed
   restore   bring a process tree back from an image
   run       start a command detached, in its own session, and print its pid
   check     list the kernel features cr uses and whether this machine has them
   plugins   list the installed handlers
+  inspect   show what an image holds: tree, files, sockets, memory, sections
+  decode    print a section of an image as JSON
+  encode    turn such JSON back into a section
 
 Run 'cr COMMAND --help' for the options of a command.
 )";
@@ -27,9 +31,12 @@ struct Command {
 };
 
 constexpr Command k_commands[] = {
-    {"dump", cr::cli::dump_main},       {"restore", cr::cli::restore_main},
+    {"dump", cr::cli::dump_main},       {"pre-dump", cr::cli::pre_dump_main},
+    {"restore", cr::cli::restore_main},
     {"run", cr::cli::run_main},         {"check", cr::cli::check_main},
     {"plugins", cr::cli::plugins_main},
+    {"inspect", cr::cli::inspect_main}, {"decode", cr::cli::decode_main},
+    {"encode", cr::cli::encode_main},
 };
 
 }  // namespace

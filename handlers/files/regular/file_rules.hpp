@@ -37,6 +37,7 @@ struct FileIdentity {
     uint64_t size = 0;
     uint64_t mtime_ns = 0;
     uint64_t rdev = 0;
+    uint64_t ino = 0;  // 0: unknown, not compared
 };
 
 [[nodiscard]] inline uint64_t mtime_ns_of(const struct stat& st) {
@@ -46,7 +47,7 @@ struct FileIdentity {
 
 [[nodiscard]] inline FileIdentity identity_of(const struct stat& st) {
     return {st.st_mode, static_cast<uint64_t>(st.st_size), mtime_ns_of(st),
-            static_cast<uint64_t>(st.st_rdev)};
+            static_cast<uint64_t>(st.st_rdev), static_cast<uint64_t>(st.st_ino)};
 }
 
 [[nodiscard]] inline const char* type_name(uint32_t mode) {
@@ -119,7 +120,11 @@ inline Result<void> check_unchanged(const std::string& path, uint32_t flags,
                           type_name(saved.mode), type_name(now.mode)));
     if (skip_check || (S_ISREG(saved.mode) && append_only(flags))) return {};
     std::string what;
-    if (S_ISREG(saved.mode) && saved.size != now.size)
+    bool replaceable = S_ISREG(saved.mode) || S_ISDIR(saved.mode);
+    if (replaceable && saved.ino != 0 && now.ino != 0 && saved.ino != now.ino)
+        what = strf("inode %" PRIu64 " -> %" PRIu64 ", replaced by another file", saved.ino,
+                    now.ino);
+    else if (S_ISREG(saved.mode) && saved.size != now.size)
         what = strf("size %" PRIu64 " -> %" PRIu64, saved.size, now.size);
     else if (S_ISREG(saved.mode) && saved.mtime_ns != now.mtime_ns)
         what = "mtime " + format_mtime(saved.mtime_ns) + " -> " + format_mtime(now.mtime_ns);

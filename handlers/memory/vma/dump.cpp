@@ -1,3 +1,4 @@
+#include "increment.hpp"
 #include "memory.hpp"
 
 #include <cr/sdk/image.hpp>
@@ -8,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <sstream>
 
@@ -18,15 +20,6 @@ namespace {
 constexpr uint64_t k_pm_present = 1ULL << 63;
 constexpr uint64_t k_pm_swapped = 1ULL << 62;
 constexpr uint64_t k_pm_file = 1ULL << 61;
-constexpr uint64_t k_chunk_pages = 2048;  // 8 MiB per read from /proc/PID/mem
-
-bool page_is_zero(const uint8_t* p) {
-    const auto* w = reinterpret_cast<const uint64_t*>(p);
-    uint64_t acc = 0;
-    for (size_t i = 0; i < k_page / 8; i += 8)
-        acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
-    return acc == 0;
-}
 
 // Whether a page of this mapping holds data that only the image can bring back.
 bool wanted(img::VmaKind kind, uint64_t pm) {
@@ -34,81 +27,26 @@ bool wanted(img::VmaKind kind, uint64_t pm) {
     return (pm & (k_pm_present | k_pm_swapped)) != 0;
 }
 
-class PageWriter {
-public:
-    PageWriter(pid_t pid, int mem, int out, TaskDump& td) : m_pid(pid), m_mem(mem), m_out(out), m_td(td) {}
-
-    // Reads pages [first, first+count) of the mapping at start and appends the non-zero ones.
-    Result<void> copy(uint64_t start, uint64_t count) {
-        m_buf.resize(count * k_page);
-        uint8_t* buf = m_buf.data();
-        size_t total = count * k_page;
-        for (size_t done = 0; done < total;) {
-            ssize_t n = ::pread(m_mem, buf + done, total - done, static_cast<off_t>(start + done));
-            if (n <= 0)
-                return Error::from_errno(strf("pid %d: read of memory at 0x%lx", m_pid, start + done), {},
-                                         n == 0 ? EIO : errno);
-            done += static_cast<size_t>(n);
-        }
-        size_t kept = 0;
-        for (uint64_t i = 0; i < count; ++i) {
-            uint8_t* page = buf + i * k_page;
-            if (page_is_zero(page)) {
-                ++m_td.pages_zero;
+// The pages of the spans that hold data, as ranges to copy (pagemap read once per span).
+Result<void> plan_pages(pid_t pid, const VmaRecord& r, int pagemap, const std::vector<Span>& spans,
+                        std::vector<uint64_t>& pm, std::vector<CopyRange>& out) {
+    bool keep_zero = r.kind == img::VmaKind::File;  // a zero page there differs from the file's
+    for (const Span& sp : spans) {
+        uint64_t pages = (sp.end - sp.start) / k_page;
+        pm.resize(pages);
+        ssize_t want = static_cast<ssize_t>(pages * 8);
+        if (::pread(pagemap, pm.data(), static_cast<size_t>(want), static_cast<off_t>(sp.start / k_page * 8)) != want)
+            return Error::from_errno(strf("pid %d: read of pagemap for 0x%lx-0x%lx", pid, sp.start, sp.end));
+        for (uint64_t i = 0; i < pages;) {
+            if (!wanted(r.kind, pm[i])) {
+                ++i;
                 continue;
             }
-            if (kept != i) std::memcpy(buf + kept * k_page, page, k_page);
-            add_run(start + i * k_page);
-            ++kept;
+            uint64_t j = i;
+            while (j < pages && wanted(r.kind, pm[j])) ++j;
+            out.push_back({sp.start + i * k_page, j - i, keep_zero});
+            i = j;
         }
-        for (size_t off = 0; off < kept * k_page;) {
-            ssize_t n = ::write(m_out, buf + off, kept * k_page - off);
-            if (n < 0) return Error::from_errno(strf("pid %d: write of %s", m_pid, m_td.pages_file.c_str()));
-            off += static_cast<size_t>(n);
-        }
-        return {};
-    }
-
-private:
-    void add_run(uint64_t vaddr) {
-        auto& runs = m_td.runs;
-        if (!runs.empty()) {
-            Run& last = runs.back();
-            if (last.vaddr + last.count * k_page == vaddr && last.offset + last.count * k_page == m_offset) {
-                ++last.count;
-                m_offset += k_page;
-                ++m_td.pages_dumped;
-                return;
-            }
-        }
-        runs.push_back({vaddr, 1, m_offset});
-        m_offset += k_page;
-        ++m_td.pages_dumped;
-    }
-
-    pid_t m_pid;
-    int m_mem;
-    int m_out;
-    TaskDump& m_td;
-    uint64_t m_offset = 0;
-    std::vector<uint8_t> m_buf;
-};
-
-Result<void> dump_pages(pid_t pid, const VmaRecord& r, int pagemap, PageWriter& writer) {
-    const Mapping& m = r.map;
-    std::vector<uint64_t> pm(m.pages());
-    ssize_t want = static_cast<ssize_t>(pm.size() * 8);
-    if (::pread(pagemap, pm.data(), static_cast<size_t>(want), static_cast<off_t>(m.start / k_page * 8)) != want)
-        return Error::from_errno(strf("pid %d: read of pagemap for 0x%lx-0x%lx", pid, m.start, m.end));
-    for (uint64_t i = 0; i < pm.size();) {
-        if (!wanted(r.kind, pm[i])) {
-            ++i;
-            continue;
-        }
-        uint64_t j = i;
-        while (j < pm.size() && j - i < k_chunk_pages && wanted(r.kind, pm[j])) ++j;
-        CR_TRY(writer.copy(m.start + i * k_page, j - i));
-        i = j;
     }
     return {};
 }
@@ -168,35 +106,86 @@ uint32_t map_flags(const Mapping& m) {
 
 }  // namespace
 
+Result<void> MemoryHandler::load_parent(const sdk::Context& ctx) {
+    if (m_parent_loaded) return {};
+    m_parent_loaded = true;
+    if (ctx.parent_count() == 0) return {};
+    m_parent = CR_TRY(sdk::read_parent_section_as<img::MemoryImage>(ctx, 1, "memory.cr", img::MemoryImageIdentifier(),
+                                                                    &img::VerifyMemoryImageBuffer));
+    if (m_parent->tasks())
+        for (const img::TaskMemory* tm : *m_parent->tasks())
+            if (tm->tracker_fd() >= 0) m_tracker_inos.push_back(tm->tracker_ino());
+    return {};
+}
+
+// Copies the planned ranges into the task's page file; gone_ok while the task runs on.
+Result<void> MemoryHandler::copy_pages(const sdk::Context& ctx, TaskDump& td, bool gone_ok) {
+    auto t0 = std::chrono::steady_clock::now();
+    PageCopier copier(ctx, td.pid, td.mem.get(), td.out.get(), td.pages_file, gone_ok);
+    for (const CopyRange& r : td.copies) CR_TRY(copier.copy(r));
+    CR_TRY(copier.finish());
+    td.runs = std::move(copier.runs());
+    td.pages_dumped = copier.pages_written();
+    td.pages_zero = copier.pages_zero();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double gib = static_cast<double>(td.pages_dumped + td.pages_zero) * k_page / (1 << 30);
+    ctx.debug(strf("pid %d: %.1f MiB read in %.3f s (%.2f GiB/s), %lu pages written, %lu zero, %lu unmapped meanwhile",
+                   td.pid, gib * 1024, s, s > 0 ? gib / s : 0.0, td.pages_dumped, td.pages_zero, copier.pages_gone()));
+    td.copies.clear();
+    td.mem.reset();
+    td.out.reset();
+    return {};
+}
+
 Result<void> MemoryHandler::dump_task(sdk::Context& ctx, pid_t pid) {
+    auto t0 = std::chrono::steady_clock::now();
+    CR_TRY(load_parent(ctx));
+    bool pre_dump = ctx.flag("pre-dump");
     TaskDump td;
     td.pid = pid;
     td.pages_file = strf("pages-%d.img", pid);
+    td.start_time = CR_TRY(start_time_of(pid));
     auto maps = CR_TRY(read_mappings(pid, true));
     auto reserved = CR_TRY(ctx.stub_reserved(pid));
     UniqueFd pagemap(::open(strf("/proc/%d/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!pagemap) return Error::from_errno(strf("pid %d: open of pagemap", pid));
-    UniqueFd mem(::open(strf("/proc/%d/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!mem) return Error::from_errno(strf("pid %d: open of /proc/%d/mem", pid, pid));
-    UniqueFd out = CR_TRY(ctx.open_image_file(td.pages_file, true));
-    PageWriter writer(pid, mem.get(), out.get(), td);
+    td.mem.reset(::open(strf("/proc/%d/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!td.mem) return Error::from_errno(strf("pid %d: open of /proc/%d/mem", pid, pid));
+    td.out = CR_TRY(ctx.open_image_file(td.pages_file, true));
+    auto inc = CR_TRY(TaskIncrement::begin(ctx, m_parent, pid, td.start_time, pre_dump));
+    std::vector<uint64_t> pm;
     for (const Mapping& m : maps) {
         if (reserved.start < m.end && m.start < reserved.end) continue;  // cr's own scratch memory
         VmaRecord r{m, classify(m)};
         if (r.kind == img::VmaKind::Vsyscall) continue;
         if (r.kind == img::VmaKind::File) CR_TRY(check_file(pid, r));
         bool has_pages = !is_special(r.kind) && !(r.kind == img::VmaKind::File && m.shared);
-        if (has_pages) CR_TRY(dump_pages(pid, r, pagemap.get(), writer));
+        if (has_pages) CR_TRY(plan_pages(pid, r, pagemap.get(), CR_TRY(inc.dirty(pagemap.get(), r)), pm, td.copies));
         td.vmas.push_back(std::move(r));
     }
     td.mm = CR_TRY(read_mm(ctx, pid));
-    ctx.info(strf("pid %d: %zu mappings, %lu pages written, %lu zero pages skipped", pid, td.vmas.size(),
-                  td.pages_dumped, td.pages_zero));
+    CR_TRY(inc.finish(ctx, td, m_tracker_inos));
+    uint64_t planned = 0;
+    for (const CopyRange& r : td.copies) planned += r.pages;
+    ctx.debug(strf("pid %d: %zu mappings, %lu pages to copy in %zu ranges, %lu pages in earlier images; found in %.3f s",
+                   pid, td.vmas.size(), planned, td.copies.size(), td.pages_parent,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+    if (!pre_dump) CR_TRY(copy_pages(ctx, td, false));
+    ctx.info(strf("pid %d: %zu mappings, %lu pages written, %lu zero pages skipped, %lu pages in earlier images", pid,
+                  td.vmas.size(), td.pages_dumped, td.pages_zero, td.pages_parent));
     m_dumped.push_back(std::move(td));
     return {};
 }
 
+Result<void> MemoryHandler::dump_fd(sdk::Context&, const cr_fd_info* fd) {
+    // Trackers of cr's own were closed and left out by dump_task; this one is the program's.
+    return Error(strf("pid %d fd %d: userfaultfd: not supported (cr.memory.vma dumps no userfaultfd of a program; "
+                      "one left by cr pre-dump goes away with cr dump --prev-images-dir)", fd->pid, fd->fd));
+}
+
 Result<void> MemoryHandler::dump_finish(sdk::Context& ctx) {
+    if (ctx.flag("pre-dump"))
+        for (TaskDump& td : m_dumped) CR_TRY(copy_pages(ctx, td, true));
     flatbuffers::FlatBufferBuilder fbb(1 << 16);
     std::vector<flatbuffers::Offset<img::TaskMemory>> tasks;
     for (const TaskDump& td : m_dumped) {
@@ -216,8 +205,13 @@ Result<void> MemoryHandler::dump_finish(sdk::Context& ctx) {
         std::vector<img::PageRun> runs;
         runs.reserve(td.runs.size());
         for (const Run& r : td.runs) runs.emplace_back(r.vaddr, r.count, r.offset);
-        tasks.push_back(img::CreateTaskMemory(fbb, td.pid, fbb.CreateVector(vmas), fbb.CreateVectorOfStructs(runs),
-                                              fbb.CreateString(td.pages_file), mmf, td.pages_dumped, td.pages_zero));
+        std::vector<img::ParentRun> parent_runs;
+        parent_runs.reserve(td.parent_runs.size());
+        for (const ParentRunRecord& r : td.parent_runs) parent_runs.emplace_back(r.vaddr, r.count, r.offset, r.depth);
+        tasks.push_back(img::CreateTaskMemory(
+            fbb, td.pid, fbb.CreateVector(vmas), fbb.CreateVectorOfStructs(runs), fbb.CreateString(td.pages_file), mmf,
+            td.pages_dumped, td.pages_zero, fbb.CreateVectorOfStructs(parent_runs),
+            fbb.CreateVectorOfStrings(td.parent_files), td.tracker_fd, td.tracker_ino, td.start_time, td.pages_parent));
     }
     fbb.Finish(img::CreateMemoryImage(fbb, fbb.CreateVector(tasks)), img::MemoryImageIdentifier());
     return sdk::write_section(ctx, "memory.cr", fbb);

@@ -9,6 +9,7 @@
 
 #include "maps.hpp"
 #include "memory_generated.h"
+#include "pages.hpp"
 
 #include <cr/sdk/handler.hpp>
 
@@ -32,10 +33,12 @@ struct MmRecord {
     std::string exe_path;
 };
 
-struct Run {
+// count pages at vaddr held by the image depth steps up the chain, at offset in its page file.
+struct ParentRunRecord {
     uint64_t vaddr;
     uint64_t count;
     uint64_t offset;
+    uint64_t depth;
 };
 
 struct TaskDump {
@@ -46,6 +49,17 @@ struct TaskDump {
     MmRecord mm;
     uint64_t pages_dumped = 0;
     uint64_t pages_zero = 0;
+    // Incremental images.
+    std::vector<ParentRunRecord> parent_runs;
+    std::vector<std::string> parent_files;  // page file of the task in the image at depth i + 1
+    uint64_t pages_parent = 0;
+    int tracker_fd = -1;
+    uint64_t tracker_ino = 0;
+    uint64_t start_time = 0;
+    // Pre-dump: pages copied in dump_finish, once the task runs again.
+    std::vector<CopyRange> copies;
+    UniqueFd mem;
+    UniqueFd out;
 };
 
 class MemoryHandler {
@@ -53,21 +67,28 @@ public:
     static constexpr const char* k_id = "cr.memory.vma";
     static constexpr const char* k_version = "1.0.0";
     static constexpr const char* k_summary = "address space: mappings, page contents, vdso, mm fields";
-    static constexpr const char* k_claims[] = {"task:memory", nullptr};
+    // fd:userfaultfd: the dirty trackers pre-dumps leave in tasks are this handler's to close.
+    static constexpr const char* k_claims[] = {"task:memory", "fd:userfaultfd", nullptr};
     static constexpr const char* k_depends[] = {nullptr};
     static constexpr const char* k_schemas[] = {"CRMM", nullptr};
 
     explicit MemoryHandler(sdk::Context&) {}
 
     Result<void> dump_task(sdk::Context& ctx, pid_t pid);
+    Result<void> dump_fd(sdk::Context& ctx, const cr_fd_info* fd);
     Result<void> dump_finish(sdk::Context& ctx);
     Result<void> prepare(sdk::Context& ctx);
     Result<void> restore_task(sdk::Context& ctx, pid_t pid);
 
 private:
     Result<void> fill_shared(const img::TaskMemory* tm, int pages);
+    Result<void> load_parent(const sdk::Context& ctx);
+    Result<void> copy_pages(const sdk::Context& ctx, TaskDump& td, bool gone_ok);
 
     std::vector<TaskDump> m_dumped;
+    bool m_parent_loaded = false;
+    const img::MemoryImage* m_parent = nullptr;  // incremental dump: the parent image's section
+    std::vector<uint64_t> m_tracker_inos;        // trackers the chain left in tasks
     const img::MemoryImage* m_image = nullptr;
     std::map<uint64_t, UniqueFd> m_shmem;  // restore: shared anonymous objects, by id
 };

@@ -22,6 +22,7 @@ namespace {
 constexpr uint64_t k_user_top = 1ULL << 47;
 constexpr uint64_t k_iov_area = 0;           // scratch offsets
 constexpr uint64_t k_iov_max = 1024;         // iovecs per preadv
+constexpr uint64_t k_batch_max = 1ULL << 30;  // bytes per preadv
 constexpr uint64_t k_path_area = 16 * 1024;  // 4 KiB for a path
 constexpr uint64_t k_mm_area = 20 * 1024;    // prctl_mm_map + auxv
 
@@ -127,7 +128,59 @@ bool has_runs(const img::TaskMemory& tm, const img::Vma& v) {
     const auto* runs = tm.runs();
     auto it = std::lower_bound(runs->begin(), runs->end(), v.start(),
                                [](const img::PageRun* r, uint64_t a) { return r->vaddr() + r->count() * k_page <= a; });
-    return it != runs->end() && it->vaddr() < v.end();
+    if (it != runs->end() && it->vaddr() < v.end()) return true;
+    if (const auto* older = tm.parent_runs())
+        for (const img::ParentRun* r : *older)
+            if (r->vaddr() < v.end() && v.start() < r->vaddr() + r->count() * k_page) return true;
+    return false;
+}
+
+// Pages kept in earlier images of the chain: read by cr and written into the task with
+// process_vm_writev, many runs per call (those files are cut by holes, so a preadv per
+// contiguous piece would cost a remote call each).
+Result<void> fill_parent_pages(sdk::Context& ctx, pid_t pid, const img::TaskMemory& tm) {
+    const auto* older = tm.parent_runs();
+    if (!older || older->size() == 0) return {};
+    std::vector<const img::ParentRun*> runs(older->begin(), older->end());
+    std::sort(runs.begin(), runs.end(), [](auto* a, auto* b) {
+        return a->depth() != b->depth() ? a->depth() < b->depth() : a->offset() < b->offset();
+    });
+    constexpr size_t k_buf = 4 << 20;
+    std::vector<uint8_t> buf(k_buf);
+    std::vector<iovec> local, remote;
+    size_t fill = 0;
+    auto flush = [&]() -> Result<void> {
+        if (local.empty()) return {};
+        ssize_t n = ::process_vm_writev(pid, local.data(), local.size(), remote.data(), remote.size(), 0);
+        if (n != static_cast<ssize_t>(fill))
+            return Error::from_errno(strf("pid %d: process_vm_writev of %zu bytes of earlier images", pid, fill));
+        local.clear();
+        remote.clear();
+        fill = 0;
+        return {};
+    };
+    UniqueFd file;
+    uint64_t depth = 0;
+    for (const img::ParentRun* r : runs) {
+        if (r->depth() != depth) {
+            CR_TRY(flush());
+            depth = r->depth();
+            std::string name = tm.parent_pages_files()->Get(static_cast<flatbuffers::uoffset_t>(depth - 1))->str();
+            file = CR_TRY(ctx.open_parent_file(static_cast<uint32_t>(depth), name));
+        }
+        uint64_t done = 0, len = r->count() * k_page;
+        while (done < len) {
+            if (fill == k_buf || local.size() == 1024) CR_TRY(flush());
+            size_t n = std::min<uint64_t>(len - done, k_buf - fill);
+            if (::pread(file.get(), buf.data() + fill, n, static_cast<off_t>(r->offset() + done)) != static_cast<ssize_t>(n))
+                return Error::from_errno(strf("pid %d: read of earlier image %lu at offset %lu", pid, depth, r->offset() + done));
+            local.push_back({buf.data() + fill, n});
+            remote.push_back({reinterpret_cast<void*>(r->vaddr() + done), n});
+            fill += n;
+            done += n;
+        }
+    }
+    return flush();
 }
 
 // One preadv per batch of runs, straight from the page file into the task's memory.
@@ -154,11 +207,17 @@ Result<void> fill_pages(sdk::Context& ctx, Remote& rm, const img::TaskMemory& tm
         if (v->kind() == img::VmaKind::SharedAnon) shared.emplace_back(v->start(), v->end());
     for (const img::PageRun* r : *tm.runs()) {
         bool in_shared = std::any_of(shared.begin(), shared.end(), [&](auto& s) { return r->vaddr() >= s.first && r->vaddr() < s.second; });
-        if (in_shared || iov.size() == k_iov_max || (!iov.empty() && batch_offset + batch_bytes != r->offset())) CR_TRY(flush());
+        if (in_shared || (!iov.empty() && batch_offset + batch_bytes != r->offset())) CR_TRY(flush());
         if (in_shared) continue;
-        if (iov.empty()) batch_offset = r->offset();
-        iov.push_back({reinterpret_cast<void*>(r->vaddr()), r->count() * k_page});
-        batch_bytes += r->count() * k_page;
+        // A read moves at most about 2 GiB: larger runs go in pieces.
+        for (uint64_t done = 0, len = r->count() * k_page; done < len;) {
+            if (iov.size() == k_iov_max || batch_bytes == k_batch_max) CR_TRY(flush());
+            if (iov.empty()) batch_offset = r->offset() + done;
+            uint64_t n = std::min(len - done, k_batch_max - batch_bytes);
+            iov.push_back({reinterpret_cast<void*>(r->vaddr() + done), n});
+            batch_bytes += n;
+            done += n;
+        }
     }
     CR_TRY(flush());
     return rm.close(fd);
@@ -191,6 +250,43 @@ Result<void> set_mm(Remote& rm, const img::TaskMemory& tm) {
     if (!auxv.empty()) CR_TRY(rm.write(k_mm_area + sizeof map, auxv.data(), auxv.size() * 8));
     CR_TRY(rm.call(SYS_prctl, "prctl(PR_SET_MM_MAP)", {PR_SET_MM, PR_SET_MM_MAP, rm.addr(k_mm_area), sizeof map, 0}));
     if (exe >= 0) CR_TRY(rm.close(exe));
+    return {};
+}
+
+// MADV_HUGEPAGE or MADV_NOHUGEPAGE when the mapping had one (VmFlags "hg", "nh"), else -1.
+int huge_page_advice(const img::Vma& v) {
+    Mapping m;
+    m.vmflags = v.vmflags() ? v.vmflags()->str() : "";
+    if (m.has_flag("hg")) return MADV_HUGEPAGE;
+    if (m.has_flag("nh")) return MADV_NOHUGEPAGE;
+    return -1;
+}
+
+// Every run kept in an earlier image names an image of the chain and lies inside its file.
+Result<void> check_parent_runs(sdk::Context& ctx, const img::TaskMemory& tm) {
+    const auto* older = tm.parent_runs();
+    if (!older || older->size() == 0) return {};
+    const auto* files = tm.parent_pages_files();
+    size_t chain = files ? files->size() : 0;
+    if (chain > ctx.parent_count())
+        return Error(strf("memory.cr: pid %d: pages in %zu earlier images, but the chain of images has %zu", tm.pid(),
+                          chain, ctx.parent_count()));
+    std::vector<uint64_t> sizes;
+    for (size_t d = 0; d < chain; ++d) {
+        std::string name = files->Get(static_cast<flatbuffers::uoffset_t>(d))->str();
+        if (name.empty() || name.find('/') != std::string::npos)
+            return Error(strf("memory.cr: pid %d: bad page file name of earlier image %zu", tm.pid(), d + 1));
+        UniqueFd fd = CR_TRY(ctx.open_parent_file(static_cast<uint32_t>(d + 1), name));
+        struct stat st{};
+        if (::fstat(fd.get(), &st) != 0) return Error::from_errno("memory.cr: stat of an earlier page file", name);
+        sizes.push_back(static_cast<uint64_t>(st.st_size));
+    }
+    for (const img::ParentRun* r : *older) {
+        if (!aligned(r->vaddr()) || r->count() == 0 || r->count() > k_user_top / k_page || r->depth() == 0 ||
+            r->depth() > chain || r->offset() % k_page || r->offset() + r->count() * k_page > sizes[r->depth() - 1])
+            return Error(strf("memory.cr: pid %d: bad run at 0x%lx in earlier image %lu", tm.pid(), r->vaddr(),
+                              r->depth()));
+    }
     return {};
 }
 
@@ -236,6 +332,7 @@ Result<void> MemoryHandler::prepare(sdk::Context& ctx) {
         if (expect != static_cast<uint64_t>(st.st_size))
             return Error(strf("memory.cr: pid %d: %s holds %lu bytes, the runs need %lu", tm->pid(), pf.c_str(),
                               static_cast<uint64_t>(st.st_size), expect));
+        CR_TRY(check_parent_runs(ctx, *tm));
         CR_TRY(fill_shared(tm, pages.get()));
     }
     return {};
@@ -312,9 +409,13 @@ Result<void> MemoryHandler::restore_task(sdk::Context& ctx, pid_t pid) {
         if (static_cast<uint64_t>(got) != v->start())
             return Error(strf("pid %d: mmap of 0x%lx landed at 0x%lx", pid, v->start(), static_cast<uint64_t>(got)));
         if (v->kind() == img::VmaKind::SharedAnon) CR_TRY(rm.close(static_cast<int>(fd)));
+        // Transparent huge pages as the task had asked for them; pages then arrive 2 MiB a fault.
+        if (int advice = huge_page_advice(*v); advice >= 0)
+            CR_TRY(rm.call(SYS_madvise, "madvise", {v->start(), len, static_cast<uint64_t>(advice)}));
     }
     for (auto& [key, fd] : files) CR_TRY(rm.close(fd));
     CR_TRY(fill_pages(ctx, rm, *tm));
+    CR_TRY(fill_parent_pages(ctx, pid, *tm));
     for (const img::Vma* v : reprotect)
         CR_TRY(rm.call(SYS_mprotect, "mprotect", {v->start(), v->end() - v->start(), v->prot()}));
     CR_TRY(set_mm(rm, *tm));
