@@ -4,8 +4,8 @@
 //
 //   bench_memory [--sizes 256,1024] [--rounds 3] [--dir DIR]
 //
-// Each figure is the median of the rounds; a round measures bound, cr, bound, cr back to back,
-// the read bound on cr's own page file.
+// Figures are medians over the rounds, the percentages medians of each round's cr / bound; a
+// round measures bound, cr, bound, cr back to back, the read bound on cr's own page file.
 // cr's figures are the wall time of the whole command (start, freeze, every handler, exit).
 #include "bench_util.hpp"
 
@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
     if (mkdir(dir.c_str(), 0700) != 0) die("mkdir " + dir);
     std::printf("bench_memory: cr %s, images in %s, %d round(s), medians\n", cr.c_str(), dir.c_str(), rounds);
     bool all_ok = true;
+    bool at_1g = false;
     for (size_t mib : sizes) {
         size_t size = mib << 20;
         void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -132,12 +133,22 @@ int main(int argc, char** argv) {
         Figures f;
         for (int r = 0; r < rounds; ++r) round_of(cr, dir, size, static_cast<uint8_t*>(mem), f);
         munmap(mem, size);
+        // The ratio of each round pairs cr with the bound measured next to it; the load of a
+        // shared machine drifts between rounds.
+        std::vector<double> dr, rr;
+        for (size_t i = 0; i < f.dump.size(); ++i) {
+            dr.push_back(f.dump[i] / f.dump_bound[i]);
+            rr.push_back(f.restore[i] / f.restore_bound[i]);
+            std::printf("%5zu MiB  round %zu: dump %.2f GiB/s, bound %.2f; restore %.2f GiB/s, bound %.2f\n", mib, i + 1,
+                        f.dump[i], f.dump_bound[i], f.restore[i], f.restore_bound[i]);
+        }
         double d = median(f.dump), db = median(f.dump_bound), r = median(f.restore), rb = median(f.restore_bound);
-        std::printf("%5zu MiB  dump    %.2f GiB/s  bound %.2f GiB/s  %3.0f%% of bound (goal 70%%)\n", mib, d, db, 100 * d / db);
-        std::printf("%5zu MiB  restore %.2f GiB/s  bound %.2f GiB/s  %3.0f%% of bound (goal 50%%)\n", mib, r, rb, 100 * r / rb);
-        if (mib >= 1024) all_ok = all_ok && d >= 0.7 * db && r >= 0.5 * rb;
+        std::printf("%5zu MiB  dump    %.2f GiB/s  bound %.2f GiB/s  %3.0f%% of bound (goal 70%%)\n", mib, d, db, 100 * median(dr));
+        std::printf("%5zu MiB  restore %.2f GiB/s  bound %.2f GiB/s  %3.0f%% of bound (goal 50%%)\n", mib, r, rb, 100 * median(rr));
+        at_1g = at_1g || mib >= 1024;
+        if (mib >= 1024) all_ok = all_ok && median(dr) >= 0.7 && median(rr) >= 0.5;
     }
     rmdir(dir.c_str());
-    std::printf("bench_memory: %s\n", all_ok ? "goals met" : "goals NOT met at 1 GiB");
+    if (at_1g) std::printf("bench_memory: %s\n", all_ok ? "goals met at 1 GiB" : "goals NOT met at 1 GiB");
     return 0;
 }

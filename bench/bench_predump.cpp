@@ -2,7 +2,10 @@
 // time it is frozen by a full dump, next to the time it is frozen by a dump after two
 // pre-dumps. Every dump leaves it running, so the two are measured alike.
 //
-//   bench_predump [--size 1024] [--rate 5] [--interval 1] [--dir DIR]
+//   bench_predump [--size 1024] [--rate 5] [--interval 0] [--dir DIR]
+//
+// The pre-dumps and the dump follow one another as a migration would run them (--interval
+// seconds apart); the full dump is taken a second after the workload is ready.
 //
 // The workload is wl_predump (next to this program); a restore of the final image is checked
 // by the workload itself at the end.
@@ -45,7 +48,7 @@ double frozen(const std::vector<std::string>& args) { return frozen_of(run_ok(ar
 
 int main(int argc, char** argv) {
     size_t mib = 1024;
-    double rate = 5, interval = 1;
+    double rate = 5, interval = 0;
     std::string base = "/tmp";
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
@@ -53,7 +56,7 @@ int main(int argc, char** argv) {
         else if (a == "--rate") rate = std::strtod(argv[i + 1], nullptr);
         else if (a == "--interval") interval = std::strtod(argv[i + 1], nullptr);
         else if (a == "--dir") base = argv[i + 1];
-        else die("usage: bench_predump [--size 1024] [--rate 5] [--interval 1] [--dir DIR]");
+        else die("usage: bench_predump [--size 1024] [--rate 5] [--interval 0] [--dir DIR]");
     }
     std::string cr = cr_path(argv[0]);
     std::string wl = dir_of(argv[0]) + "/wl_predump";
@@ -66,10 +69,10 @@ int main(int argc, char** argv) {
     std::string p = std::to_string(pid);
     auto pause_s = [&] { std::this_thread::sleep_for(std::chrono::duration<double>(interval)); };
 
-    pause_s();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
     double full = frozen({cr, "dump", "-t", p, "-D", dir + "/full", "--leave-running", "-v"});
     remove_tree(dir + "/full");
-    pause_s();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
     double pre1 = frozen({cr, "pre-dump", "-t", p, "-D", dir + "/d1", "-v"});
     pause_s();
     double pre2 = frozen({cr, "pre-dump", "-t", p, "-D", dir + "/d2", "--prev-images-dir", dir + "/d1", "-v"});

@@ -135,7 +135,9 @@ Result<size_t> PageCopier::read(uint8_t* dst, uint64_t addr, size_t len) {
 }
 
 void PageCopier::add_run(uint64_t vaddr, uint64_t pages) {
-    if (!m_runs.empty()) {
+    bool split = m_split;
+    m_split = false;
+    if (!m_runs.empty() && !split) {
         Run& last = m_runs.back();
         if (last.vaddr + last.count * k_page == vaddr && last.offset + last.count * k_page == m_offset) {
             last.count += pages;
@@ -154,7 +156,7 @@ Result<void> PageCopier::copy(const CopyRange& r) {
         if (!m_current) m_current = CR_TRY(take_free());
         uint64_t room = (k_buffer_size - m_current->fill) / k_page - m_pending_pages;
         uint64_t n = std::min(left, room);
-        m_pending.push_back({addr, n, r.keep_zero});
+        m_pending.push_back({addr, n, r.keep_zero, addr == r.start});
         m_pending_pages += n;
         addr += n * k_page;
         left -= n;
@@ -201,6 +203,12 @@ Result<void> PageCopier::flush_reads() {
             }
             if (kept * k_page != off) std::memmove(base + kept * k_page, page, k_page);
             uint64_t va = p.addr + i * k_page;
+            if (i == 0 && p.first) {
+                // A range never continues the run before it: runs stay inside one mapping.
+                if (run_pages) add_run(run_start, run_pages);
+                run_pages = 0;
+                m_split = true;
+            }
             if (run_pages && run_start + run_pages * k_page == va) {
                 ++run_pages;
             } else {

@@ -83,6 +83,7 @@ private:
         uint64_t addr;
         uint64_t pages;
         bool keep_zero;
+        bool first;          // the start of a CopyRange: begins a run of its own
         uint64_t valid = 0;  // pages read (fewer when unmapped meanwhile)
     };
     std::vector<Pending> m_pending;  // ranges to read into m_current, in order
@@ -91,6 +92,7 @@ private:
 
     std::vector<Run> m_runs;
     uint64_t m_offset = 0;  // bytes handed to the writer so far
+    bool m_split = false;   // the next run starts a new range
     uint64_t m_zero = 0;
     uint64_t m_gone = 0;
 };

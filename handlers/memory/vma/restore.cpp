@@ -354,11 +354,14 @@ Result<void> MemoryHandler::fill_shared(const img::TaskMemory* tm, int pages) {
             return Error::from_errno("ftruncate of shared memory");
         std::vector<uint8_t> buf;
         for (const img::PageRun* r : *tm->runs()) {
-            if (r->vaddr() < v->start() || r->vaddr() >= v->end()) continue;
-            uint64_t len = std::min(r->count() * k_page, v->end() - r->vaddr());
+            // Runs of images written before runs stopped at mappings may start before this one.
+            uint64_t lo = std::max(r->vaddr(), v->start()), hi = std::min(r->vaddr() + r->count() * k_page, v->end());
+            if (lo >= hi) continue;
+            uint64_t len = hi - lo;
             buf.resize(len);
-            if (::pread(pages, buf.data(), len, static_cast<off_t>(r->offset())) != static_cast<ssize_t>(len) ||
-                ::pwrite(fd.get(), buf.data(), len, static_cast<off_t>(v->pgoff() + (r->vaddr() - v->start()))) !=
+            if (::pread(pages, buf.data(), len, static_cast<off_t>(r->offset() + (lo - r->vaddr()))) !=
+                    static_cast<ssize_t>(len) ||
+                ::pwrite(fd.get(), buf.data(), len, static_cast<off_t>(v->pgoff() + (lo - v->start()))) !=
                     static_cast<ssize_t>(len))
                 return Error::from_errno(strf("pid %d: copy of shared memory at 0x%lx", tm->pid(), r->vaddr()));
         }
