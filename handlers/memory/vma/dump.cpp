@@ -124,13 +124,16 @@ Result<void> MemoryHandler::copy_pages(const sdk::Context& ctx, TaskDump& td, bo
     PageCopier copier(ctx, td.pid, td.mem.get(), td.out.get(), td.pages_file, gone_ok);
     for (const CopyRange& r : td.copies) CR_TRY(copier.copy(r));
     CR_TRY(copier.finish());
+    auto times = copier.times();
     td.runs = std::move(copier.runs());
     td.pages_dumped = copier.pages_written();
     td.pages_zero = copier.pages_zero();
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double gib = static_cast<double>(td.pages_dumped + td.pages_zero) * k_page / (1 << 30);
-    ctx.debug(strf("pid %d: %.1f MiB read in %.3f s (%.2f GiB/s), %lu pages written, %lu zero, %lu unmapped meanwhile",
-                   td.pid, gib * 1024, s, s > 0 ? gib / s : 0.0, td.pages_dumped, td.pages_zero, copier.pages_gone()));
+    ctx.debug(strf("pid %d: %.1f MiB read in %.3f s (%.2f GiB/s), %lu pages written, %lu zero, %lu unmapped meanwhile; "
+                   "reading %.3f s, waiting for a free buffer %.3f s; writer thread %.3f s, hasher thread %.3f s",
+                   td.pid, gib * 1024, s, s > 0 ? gib / s : 0.0, td.pages_dumped, td.pages_zero, copier.pages_gone(),
+                   times.read, times.wait, times.write, times.hash));
     td.copies.clear();
     td.mem.reset();
     td.out.reset();

@@ -5,11 +5,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace cr::memory {
 
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // Small enough to stay in cache between the read and the write, large enough that a syscall
 // moves hundreds of pages.
@@ -42,68 +47,89 @@ PageCopier::PageCopier(const sdk::Context& ctx, pid_t pid, int mem, int out, std
         m_buffers[i].data = m_arena + i * k_buffer_size;
         m_free.push_back(&m_buffers[i]);
     }
-    m_writer = std::thread([this] { writer_main(); });
+    m_writer = std::thread([this] { worker_main(false); });
+    m_hasher = std::thread([this] { worker_main(true); });
 }
 
 PageCopier::~PageCopier() {
-    if (m_writer.joinable()) {
-        {
-            std::lock_guard g(m_lock);
-            m_stop = true;
-        }
-        m_cv.notify_all();
-        m_writer.join();
-    }
+    stop();
     if (m_arena) ::munmap(m_arena, k_buffer_size * k_buffer_count);
 }
 
-void PageCopier::writer_main() {
-    bool failed = false;  // after a failed write, buffers are only given back
+// One of two threads: the writer writes each buffer, the hasher feeds it to the core's sha256;
+// a buffer is free again once both are done with it, so reading, hashing and writing overlap.
+void PageCopier::worker_main(bool hasher) {
+    std::deque<Buffer*>& queue = hasher ? m_hash_queue : m_full;
+    bool failed = false;  // after a failure, buffers are only given back
     for (;;) {
         Buffer* b = nullptr;
         {
             std::unique_lock g(m_lock);
-            m_cv.wait(g, [&] { return m_stop || !m_full.empty(); });
-            if (m_full.empty()) return;
-            b = m_full.front();
-            m_full.pop_front();
+            m_cv.wait(g, [&] { return m_stop || !queue.empty(); });
+            if (queue.empty()) return;
+            b = queue.front();
+            queue.pop_front();
         }
         std::string error;
-        for (size_t done = 0; done < b->fill && !failed;) {
-            ssize_t n = ::write(m_out, b->data + done, b->fill - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                error = strf("pid %d: write of %s: %s", m_pid, m_file.c_str(), std::strerror(n < 0 ? errno : EIO));
-                failed = true;
+        auto t0 = std::chrono::steady_clock::now();
+        if (failed) {
+        } else if (hasher) {
+            auto r = m_ctx.hash_image_file(m_file, b->data, b->fill);
+            if (!r) error = r.error().message();
+        } else {
+            for (size_t done = 0; done < b->fill;) {
+                ssize_t n = ::write(m_out, b->data + done, b->fill - done);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) {
+                    error = strf("pid %d: write of %s: %s", m_pid, m_file.c_str(), std::strerror(n < 0 ? errno : EIO));
+                    break;
+                }
+                done += static_cast<size_t>(n);
             }
-            done += static_cast<size_t>(n);
         }
+        failed = failed || !error.empty();
         {
             std::lock_guard g(m_lock);
+            (hasher ? m_times.hash : m_times.write) += seconds_since(t0);
             if (!error.empty() && m_write_error.empty()) m_write_error = error;
-            b->fill = 0;
-            m_free.push_back(b);
+            if (--b->users == 0) {
+                b->fill = 0;
+                m_free.push_back(b);
+            }
         }
         m_cv.notify_all();
     }
 }
 
+void PageCopier::stop() {
+    {
+        std::lock_guard g(m_lock);
+        m_stop = true;
+    }
+    m_cv.notify_all();
+    if (m_writer.joinable()) m_writer.join();
+    if (m_hasher.joinable()) m_hasher.join();
+}
+
 Result<PageCopier::Buffer*> PageCopier::take_free() {
+    auto t0 = std::chrono::steady_clock::now();
     std::unique_lock g(m_lock);
     m_cv.wait(g, [&] { return !m_free.empty() || !m_write_error.empty(); });
     if (!m_write_error.empty()) return Error(m_write_error);
     Buffer* b = m_free.front();
     m_free.pop_front();
+    m_times.wait += seconds_since(t0);
     return b;
 }
 
 Result<void> PageCopier::submit() {
     if (!m_current || m_current->fill == 0) return {};
-    CR_TRY(m_ctx.hash_image_file(m_file, m_current->data, m_current->fill));
     {
         std::lock_guard g(m_lock);
         if (!m_write_error.empty()) return Error(m_write_error);
+        m_current->users = 2;
         m_full.push_back(m_current);
+        m_hash_queue.push_back(m_current);
     }
     m_cv.notify_all();
     m_current = nullptr;
@@ -174,6 +200,7 @@ Result<void> PageCopier::flush_reads() {
     m_remote.clear();
     for (const Pending& p : m_pending) m_remote.push_back({reinterpret_cast<void*>(p.addr), p.pages * k_page});
     iovec local{base, total};
+    auto t0 = std::chrono::steady_clock::now();
     ssize_t got = ::process_vm_readv(m_pid, &local, 1, m_remote.data(), m_remote.size(), 0);
     size_t have = got > 0 ? static_cast<size_t>(got) : 0;
     size_t off = 0;
@@ -187,6 +214,7 @@ Result<void> PageCopier::flush_reads() {
         }
         off += len;
     }
+    m_times.read += seconds_since(t0);
     size_t kept = 0;
     off = 0;
     for (const Pending& p : m_pending) {
@@ -230,14 +258,7 @@ Result<void> PageCopier::flush_reads() {
 Result<void> PageCopier::finish() {
     if (m_current) CR_TRY(flush_reads());
     CR_TRY(submit());
-    if (m_writer.joinable()) {
-        {
-            std::lock_guard g(m_lock);
-            m_stop = true;
-        }
-        m_cv.notify_all();
-        m_writer.join();
-    }
+    stop();
     std::lock_guard g(m_lock);
     if (!m_write_error.empty()) return Error(m_write_error);
     return {};

@@ -1,7 +1,7 @@
 // Copying a task's pages into its page file at the speed of the machine: the calling thread
-// reads large runs (process_vm_readv, /proc/PID/mem where protections forbid it), drops zero
-// pages and feeds the kept bytes to the core's sha256; a writer thread of its own writes the
-// previous buffer meanwhile. No allocation and no syscall per page.
+// reads large runs (process_vm_readv, /proc/PID/mem where protections forbid it) and drops
+// zero pages; a writer thread writes each buffer while a hasher thread feeds it to the core's
+// sha256, so the three overlap. No allocation and no syscall per page.
 #pragma once
 
 #include "maps.hpp"
@@ -47,18 +47,29 @@ public:
     [[nodiscard]] uint64_t pages_written() const { return m_offset / k_page; }
     [[nodiscard]] uint64_t pages_zero() const { return m_zero; }
     [[nodiscard]] uint64_t pages_gone() const { return m_gone; }
+    // Where the time went, for the log: reading and waiting for a free buffer (calling thread),
+    // writing and hashing (their threads).
+    struct Times {
+        double read = 0, hash = 0, wait = 0, write = 0;
+    };
+    [[nodiscard]] Times times() {
+        std::lock_guard g(m_lock);
+        return m_times;
+    }
 
 private:
     struct Buffer {
         uint8_t* data = nullptr;
         size_t fill = 0;
+        int users = 0;  // writer and hasher still on it
     };
 
     Result<size_t> read(uint8_t* dst, uint64_t addr, size_t len);
     Result<void> flush_reads();
     Result<void> submit();
     Result<Buffer*> take_free();
-    void writer_main();
+    void worker_main(bool hasher);
+    void stop();
     void add_run(uint64_t vaddr, uint64_t pages);
 
     const sdk::Context& m_ctx;
@@ -74,10 +85,12 @@ private:
     std::mutex m_lock;
     std::condition_variable m_cv;
     std::deque<Buffer*> m_free;
-    std::deque<Buffer*> m_full;
+    std::deque<Buffer*> m_full;        // to write, in order
+    std::deque<Buffer*> m_hash_queue;  // to hash, in order
     bool m_stop = false;
     std::string m_write_error;
     std::thread m_writer;
+    std::thread m_hasher;
 
     struct Pending {
         uint64_t addr;
@@ -93,6 +106,7 @@ private:
     std::vector<Run> m_runs;
     uint64_t m_offset = 0;  // bytes handed to the writer so far
     bool m_split = false;   // the next run starts a new range
+    Times m_times;
     uint64_t m_zero = 0;
     uint64_t m_gone = 0;
 };
