@@ -37,6 +37,17 @@ start_sleeper() { # NAME
     echo "$pid"
 }
 
+# Tells the workload to check itself once cr restore has let every thread go: a workload that
+# checks and exits at once must not race the release of its own threads.
+release_then_go() { # IMG WL
+    local deadline=$((SECONDS + 60))
+    until grep -q 'tree running again' "$1/restore.log" 2>/dev/null; do
+        ((SECONDS < deadline)) || break
+        sleep 0.05
+    done
+    touch "$2/go"
+}
+
 case_round_trip() {
     local wl=$T/wl img=$T/img pid ids rpid rc=0
     mkdir -p "$wl"
@@ -54,7 +65,7 @@ case_round_trip() {
     timeout -k 5 180 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
     rpid=$!
     track "$rpid" timeout
-    touch "$wl/go"
+    release_then_go "$img" "$wl"
     wait "$rpid" || rc=$?
     ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 180 s"
     [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"

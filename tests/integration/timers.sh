@@ -23,6 +23,17 @@ cr_capture decode "$T/img-leave/timers.cr"
 assert_contains "$CR_OUT" '"overrun": 5' "cr decode timers.cr"
 assert_contains "$CR_OUT" '"pending": true' "cr decode timers.cr"
 
+# Tells the workload to check itself once cr restore has let every thread go: a workload that
+# checks and exits at once must not race the release of its own threads.
+release_then_go() { # IMG WL
+    local deadline=$((SECONDS + 60))
+    until grep -q 'tree running again' "$1/restore.log" 2>/dev/null; do
+        ((SECONDS < deadline)) || break
+        sleep 0.05
+    done
+    touch "$2/go"
+}
+
 ids=$(tree_ids "$pid")
 log "dumping wl_timers $pid (ids: $(echo $ids))"
 cr_capture dump -t "$pid" -D "$img"
@@ -34,7 +45,7 @@ wait_pid_free $ids
 timeout -k 5 180 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
 rpid=$!
 track "$rpid" timeout
-touch "$wl/go"
+release_then_go "$img" "$wl"
 rc=0
 wait "$rpid" || rc=$?
 ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 180 s"

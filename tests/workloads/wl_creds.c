@@ -18,8 +18,9 @@
  * still answer, the strict child dies of SIGKILL on its first forbidden call, the other child
  * reports its parent death signal. Prints "wl_creds: ok" and exits 0, or names every
  * difference and exits 1. DIR must be searchable and writable by uid 1002 and 4000.
- * --user-notif installs a SECCOMP_RET_USER_NOTIF filter instead (keeping the listener), writes
- * DIR/ready and waits: cr must refuse to dump it. --self-test runs the checks on an untouched
+ * --user-notif installs a SECCOMP_RET_USER_NOTIF filter instead, as a supervised process would
+ * (its listener fd goes to the supervisor; here it is just closed), writes DIR/ready and waits:
+ * cr must refuse to dump it. --self-test runs the checks on an untouched
  * process (they must pass), --self-test-corrupt changes the personality first (they must fail). */
 #include "wl_common.h"
 
@@ -259,8 +260,9 @@ static int user_notif_main(void) {
     struct sock_fprog prog = {sizeof code / sizeof code[0], code};
     long listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     must(listener, "seccomp user notification filter");
+    close((int)listener);
     if (wl_write_file(g_dir, "ready", "ready\n") != 0) wl_die("wl_creds", "write ready");
-    printf("wl_creds: user-notif filter installed, listener fd %ld\n", listener);
+    printf("wl_creds: user-notif filter installed\n");
     fflush(stdout);
     wait_go_or_parent_gone();
     return 0;

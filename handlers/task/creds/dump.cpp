@@ -17,20 +17,6 @@ namespace cr::creds {
 
 namespace {
 
-Result<std::string> read_text(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open", path);
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read", path);
-        if (n == 0) return out;
-        out.append(buf, static_cast<size_t>(n));
-    }
-}
-
 // Seccomp filters of one thread, oldest first. Index 0 of PTRACE_SECCOMP_GET_FILTER is the
 // newest filter.
 Result<std::vector<FilterRecord>> dump_filters(pid_t pid, pid_t tid, int count) {
@@ -74,8 +60,7 @@ Result<ThreadRecord> dump_thread(sdk::Context& ctx, pid_t pid, pid_t tid, uint64
     t.status = CR_TRY_CTX(parse_status(text), strf("pid %d thread %d", pid, tid));
     t.securebits = static_cast<uint32_t>(
         CR_TRY(ctx.remote(tid, SYS_prctl, "prctl(PR_GET_SECUREBITS)", {PR_GET_SECUREBITS})));
-    t.personality = static_cast<uint32_t>(
-        CR_TRY(ctx.remote(tid, SYS_personality, "personality", {0xffffffffu})));
+    t.personality = CR_TRY(read_personality(pid, tid));
     CR_TRY(ctx.remote(tid, SYS_prctl, "prctl(PR_GET_PDEATHSIG)", {PR_GET_PDEATHSIG, scratch}));
     CR_TRY(ctx.mem_read(pid, scratch, &t.pdeathsig, sizeof t.pdeathsig));
     if (t.status.seccomp_mode == 2)
@@ -141,6 +126,29 @@ Result<void> check_restorable(const TaskRecord& rec, const Own& own) {
 
 }  // namespace
 
+Result<std::string> read_text(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return Error::from_errno("open", path);
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Error::from_errno("read", path);
+        if (n == 0) return out;
+        out.append(buf, static_cast<size_t>(n));
+    }
+}
+
+Result<uint32_t> read_personality(pid_t pid, pid_t tid) {
+    std::string path = strf("/proc/%d/task/%d/personality", pid, tid);
+    std::string text = CR_TRY(read_text(path));
+    uint32_t v = 0;
+    if (!detail::number(text.substr(0, text.find('\n')), v, 16))
+        return Error(path + ": bad personality '" + text + "'");
+    return v;
+}
+
 std::string cap_name(int cap) {
     char* n = cap < 0 ? nullptr : cap_to_name(static_cast<cap_value_t>(cap));
     std::string out = n ? n : strf("capability %d", cap);
@@ -158,6 +166,12 @@ Result<TaskRecord> dump_creds(sdk::Context& ctx, pid_t pid) {
     for (pid_t tid : task.tids)
         rec.threads.push_back(CR_TRY(dump_thread(ctx, pid, tid, scratch.addr)));
     for (int r = 0; r < k_rlimit_count; ++r) {
+        // From here when the kernel lets cr (same ids, or CAP_SYS_RESOURCE), else from the task.
+        rlimit l{};
+        if (::prlimit(pid, static_cast<__rlimit_resource>(r), nullptr, &l) == 0) {
+            rec.rlimits.push_back({r, l.rlim_cur, l.rlim_max});
+            continue;
+        }
         CR_TRY(ctx.remote(main_tid, SYS_prlimit64, "prlimit64", {0, u64(r), 0, scratch.addr}));
         uint64_t lim[2];
         CR_TRY(ctx.mem_read(pid, scratch.addr, lim, sizeof lim));

@@ -10,11 +10,14 @@
 //    CAP_SYS_ADMIN), otherwise just before the final capset, while CAP_SYS_ADMIN is still
 //    there. The core traces with PTRACE_O_SUSPEND_SECCOMP, so no filter blocks its calls;
 //  - dumpable and the parent death signal at the very end: any uid change resets both.
+// Limits come first, set from cr itself while the stub still has cr's ids; a thread whose
+// credentials already are what the stub has (cr's) is left alone.
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,15 +44,28 @@ class CredsRestore {
 public:
     CredsRestore(sdk::Context& ctx, const img::TaskCreds& rec, const sdk::Task& task,
                  sdk::Context::Scratch scratch)
-        : m_ctx(ctx), m_rec(rec), m_task(task), m_pid(task.pid), m_scratch(scratch) {}
+        : m_ctx(ctx),
+          m_rec(rec),
+          m_task(task),
+          m_pid(task.pid),
+          m_scratch(scratch),
+          m_own_securebits(static_cast<uint32_t>(::prctl(PR_GET_SECUREBITS))),
+          m_last_cap(cap_last()) {}
 
     Result<void> run() {
         CR_TRY(check_threads());
         CR_TRY(restore_limits());
-        for (const img::ThreadCreds* t : *m_rec.threads()) CR_TRY(restore_thread(*t));
+        bool changed = false;
+        for (const img::ThreadCreds* t : *m_rec.threads()) {
+            if (CR_TRY(same_as_stub(*t))) continue;
+            CR_TRY(restore_thread(*t));
+            changed = true;
+        }
         pid_t main_tid = m_task.tids.at(0);
-        CR_TRY(call(main_tid, SYS_prctl, "prctl(PR_SET_DUMPABLE)",
-                    {PR_SET_DUMPABLE, u64(m_rec.dumpable())}));
+        // A uid change resets dumpable; the stubs start with cr's own.
+        if (changed || m_rec.dumpable() != ::prctl(PR_GET_DUMPABLE))
+            CR_TRY(call(main_tid, SYS_prctl, "prctl(PR_SET_DUMPABLE)",
+                        {PR_SET_DUMPABLE, u64(m_rec.dumpable())}));
         if (m_rec.child_subreaper())
             CR_TRY(call(main_tid, SYS_prctl, "prctl(PR_SET_CHILD_SUBREAPER)",
                         {PR_SET_CHILD_SUBREAPER, 1}));
@@ -60,9 +76,9 @@ public:
                                 {PR_SET_PDEATHSIG, u64(t->pdeathsig())}));
                 else
                     m_ctx.warn(
-                        strf("pid %d thread %d: parent death signal %d not restored: the parent is "
-                             "outside the "
-                             "restored tree (cr restore is the parent now)",
+                        strf("pid %d thread %d: parent death signal %d not restored: the "
+                             "parent is outside the restored tree (cr restore is the "
+                             "parent now)",
                              m_pid, t->tid(), t->pdeathsig()));
             }
             if (t->seccomp_mode() == 1)
@@ -101,32 +117,45 @@ private:
         return {};
     }
 
+    // From the controller: the stub still has cr's own ids, which lets prlimit reach it.
     Result<void> restore_limits() {
-        pid_t main_tid = m_task.tids.at(0);
         if (!m_rec.rlimits()) return {};
         for (const img::RLimit* l : *m_rec.rlimits()) {
-            uint64_t want[2] = {l->soft(), l->hard()};
-            CR_TRY(m_ctx.mem_write(m_pid, m_scratch.addr, want, sizeof want));
-            int64_t r = CR_TRY(m_ctx.remote_raw(main_tid, SYS_prlimit64,
-                                                {0, u64(l->resource()), m_scratch.addr, 0}));
-            if (r == 0) continue;
-            if (r == -EPERM) {
-                CR_TRY(call(main_tid, SYS_prlimit64, "prlimit64",
-                            {0, u64(l->resource()), 0, m_scratch.addr}));
-                uint64_t have[2];
-                CR_TRY(m_ctx.mem_read(m_pid, m_scratch.addr, have, sizeof have));
+            auto resource = static_cast<__rlimit_resource>(l->resource());
+            rlimit want{l->soft(), l->hard()}, have{};
+            if (::prlimit(m_pid, resource, &want, nullptr) == 0) continue;
+            int err = errno;
+            if (err == EPERM && ::prlimit(m_pid, resource, nullptr, &have) == 0 &&
+                l->hard() > have.rlim_max)
                 return Error(
-                    strf("pid %d: %s: hard limit %s is above the one this restore runs with (%s); "
-                         "raising it "
-                         "needs CAP_SYS_RESOURCE",
+                    strf("pid %d: %s: hard limit %s is above the one this restore runs "
+                         "with (%s); raising it needs CAP_SYS_RESOURCE",
                          m_pid, rlimit_name(l->resource()), limit_text(l->hard()).c_str(),
-                         limit_text(have[1]).c_str()));
-            }
+                         limit_text(have.rlim_max).c_str()));
             return Error::from_errno(
-                strf("pid %d: remote prlimit64 of %s", m_pid, rlimit_name(l->resource())), {},
-                static_cast<int>(-r));
+                strf("pid %d: prlimit of %s to %s/%s", m_pid, rlimit_name(l->resource()),
+                     limit_text(l->soft()).c_str(), limit_text(l->hard()).c_str()),
+                {}, err);
         }
         return {};
+    }
+
+    // Whether the thread has what it should have already: the stub's credentials are cr's.
+    Result<bool> same_as_stub(const img::ThreadCreds& t) {
+        if (t.seccomp_mode() != 0 || t.no_new_privs() || t.securebits() != m_own_securebits)
+            return false;
+        std::string text = CR_TRY(read_text(strf("/proc/%d/task/%d/status", m_pid, t.tid())));
+        StatusCreds now = CR_TRY_CTX(parse_status(text), strf("pid %d thread %d", m_pid, t.tid()));
+        for (int i = 0; i < 4; ++i)
+            if (now.uids[i] != (*t.uids())[i] || now.gids[i] != (*t.gids())[i]) return false;
+        std::vector<uint32_t> groups;
+        if (t.groups()) groups.assign(t.groups()->begin(), t.groups()->end());
+        if (now.groups != groups || now.cap_inheritable != t.cap_inheritable() ||
+            now.cap_permitted != t.cap_permitted() || now.cap_effective != t.cap_effective() ||
+            now.cap_bounding != t.cap_bounding() || now.cap_ambient != t.cap_ambient() ||
+            now.no_new_privs || now.seccomp_mode != 0)
+            return false;
+        return CR_TRY(read_personality(m_pid, t.tid())) == t.personality();
     }
 
     Result<void> set_ids(pid_t tid, long res_nr, long fs_nr,
@@ -200,8 +229,7 @@ private:
                 CR_TRY_CTX(call(tid, SYS_prctl, "prctl(PR_CAP_AMBIENT_RAISE)",
                                 {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, u64(cap), 0, 0}),
                            cap_name(cap));
-        int last = cap_last();
-        for (int cap = 0; cap <= last && cap < 64; ++cap)
+        for (int cap = 0; cap <= m_last_cap && cap < 64; ++cap)
             if (!(t.cap_bounding() >> cap & 1))
                 CR_TRY_CTX(
                     call(tid, SYS_prctl, "prctl(PR_CAPBSET_DROP)", {PR_CAPBSET_DROP, u64(cap)}),
@@ -214,7 +242,12 @@ private:
         if (!filters_last) CR_TRY(install_filters(t));
         CR_TRY(
             call(tid, SYS_prctl, "prctl(PR_SET_SECUREBITS)", {PR_SET_SECUREBITS, t.securebits()}));
-        CR_TRY(capset(tid, t.cap_effective(), t.cap_permitted(), t.cap_inheritable()));
+        CR_TRY_CTX(capset(tid, t.cap_effective(), t.cap_permitted(), t.cap_inheritable()),
+                   strf("pid %d thread %d: capabilities effective %#llx permitted %#llx "
+                        "inheritable %#llx",
+                        m_pid, tid, static_cast<unsigned long long>(t.cap_effective()),
+                        static_cast<unsigned long long>(t.cap_permitted()),
+                        static_cast<unsigned long long>(t.cap_inheritable())));
         if (filters_last) CR_TRY(install_filters(t));
         m_ctx.debug(strf("pid %d thread %d: uid %u gid %u, %zu group(s), %u seccomp filter(s)",
                          m_pid, tid, (*t.uids())[0], (*t.gids())[0], groups.size(),
@@ -227,6 +260,8 @@ private:
     const sdk::Task& m_task;
     pid_t m_pid;
     sdk::Context::Scratch m_scratch;
+    uint32_t m_own_securebits;
+    int m_last_cap;
 };
 
 }  // namespace

@@ -1,5 +1,25 @@
 // cr.time.timers: POSIX timers with their ids, clocks, targets, remaining times, intervals,
 // overruns and queued signals, and the interval timers (alarm, virtual, profiling).
+//
+// What comes back exactly, and what does not:
+//  - ids, clocks, notification (signal, none, thread; the target thread of SIGEV_THREAD_ID),
+//    signal numbers and sigev_value, intervals, the PR_TIMER_CREATE_RESTORE_IDS mode: exact;
+//  - remaining time: the value at dump time, counted from the restore, as for every clock a
+//    frozen process sees (an absolute CLOCK_REALTIME expiry becomes relative). A next expiry
+//    closer than 1 ms moves to 1 ms when an overrun has to be rebuilt (see restore.cpp);
+//  - overrun (timer_getoverrun, the expiries missed before the last delivered one): exact for
+//    timers on CLOCK_REALTIME, MONOTONIC, BOOTTIME, TAI and the alarm clocks; for CPU-time
+//    clocks it reads 0 until the next delivery (the dump says so). Exact also needs the queue
+//    of its signal free of other instances when it is rebuilt, and an interval long enough to
+//    be hit between two remote calls; otherwise restore warns and it reads 0;
+//  - a signal of the timer queued at dump time: queued again by the timer itself, once. Its
+//    delivery rearms the timer as before; the overrun it reports counts the expiries missed
+//    since the restore, not those missed before the dump. A periodic timer keeps its phase,
+//    except when its overrun had to be rebuilt as well: then the signal comes 20 ms after the
+//    restore and the following expiries follow from there;
+//  - the next id a new timer_create returns: one above the highest restored id;
+//  - itimers: intervals exact; remaining time as above (for ITIMER_VIRTUAL and ITIMER_PROF
+//    the tick setitimer adds is taken off again).
 #include <cr/sdk/kernel.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -224,7 +244,8 @@ public:
             for (const img::TaskTimers* t : *image->tasks()) {
                 if (t->posix())
                     for (const img::PosixTimer* p : *t->posix())
-                        if (!p->value() || !p->interval() || p->id() < 0)
+                        if (!p->value() || !p->interval() || p->id() < 0 ||
+                            (p->notify() != SIGEV_NONE && (p->signo() < 1 || p->signo() > 64)))
                             return Error(strf("timers.cr: pid %d: timer %d is incomplete", t->pid(),
                                               p->id()));
                 if (t->itimers())
