@@ -466,7 +466,9 @@ Result<void> Tracer::release(const std::set<pid_t>& stopped) {
         m_threads.erase(pid);
     }
     for (auto& [tid, t] : m_threads) {
-        if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) == -1)
+        // A thread already released may have exited (its process ended) before we got to this
+        // one: ESRCH then means there is nothing left to let go.
+        if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) == -1 && errno != ESRCH)
             return Error::from_errno(strf("thread %d: PTRACE_DETACH", tid));
     }
     m_threads.clear();
