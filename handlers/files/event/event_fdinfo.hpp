@@ -85,7 +85,8 @@ inline std::map<std::string_view, std::string_view> pairs(std::string_view line)
 }
 
 template <typename T>
-bool pair_number(const std::map<std::string_view, std::string_view>& p, std::string_view key, T& out, int base) {
+bool pair_number(const std::map<std::string_view, std::string_view>& p, std::string_view key,
+                 T& out, int base) {
     auto it = p.find(key);
     return it != p.end() && number(it->second, out, base);
 }
@@ -161,9 +162,11 @@ inline Result<std::vector<EpollLine>> parse_epoll(std::string_view text) {
         if (!line.starts_with("tfd:")) continue;
         auto p = detail::pairs(line);
         EpollLine e;
-        if (!detail::pair_number(p, "tfd", e.tfd, 10) || !detail::pair_number(p, "events", e.events, 16) ||
+        if (!detail::pair_number(p, "tfd", e.tfd, 10) ||
+            !detail::pair_number(p, "events", e.events, 16) ||
             !detail::pair_number(p, "data", e.data, 16))
-            return Error(strf("cannot parse epoll entry '%.*s'", static_cast<int>(line.size()), line.data()));
+            return Error(strf("cannot parse epoll entry '%.*s'", static_cast<int>(line.size()),
+                              line.data()));
         detail::pair_number(p, "ino", e.ino, 16);
         out.push_back(e);
     }
@@ -186,15 +189,20 @@ inline Result<std::vector<InotifyLine>> parse_inotify(std::string_view text) {
         if (!line.starts_with("inotify ")) continue;
         auto p = detail::pairs(line.substr(8));
         InotifyLine w;
-        auto bad = [&] { return Error(strf("cannot parse inotify watch '%.*s'", static_cast<int>(line.size()), line.data())); };
+        auto bad = [&] {
+            return Error(strf("cannot parse inotify watch '%.*s'", static_cast<int>(line.size()),
+                              line.data()));
+        };
         if (!detail::pair_number(p, "wd", w.wd, 16) || !detail::pair_number(p, "ino", w.ino, 16) ||
-            !detail::pair_number(p, "sdev", w.sdev, 16) || !detail::pair_number(p, "mask", w.mask, 16))
+            !detail::pair_number(p, "sdev", w.sdev, 16) ||
+            !detail::pair_number(p, "mask", w.mask, 16))
             return bad();
         detail::pair_number(p, "ignored_mask", w.ignored_mask, 16);
         unsigned bytes = 0;
         auto h = p.find("f_handle");
         if (detail::pair_number(p, "fhandle-bytes", bytes, 16) && h != p.end()) {
-            if (!detail::pair_number(p, "fhandle-type", w.handle_type, 16) || h->second.size() != bytes * 2u)
+            if (!detail::pair_number(p, "fhandle-type", w.handle_type, 16) ||
+                h->second.size() != bytes * 2u)
                 return bad();
             for (size_t i = 0; i < bytes; ++i) {
                 uint8_t b = 0;

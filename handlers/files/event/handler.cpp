@@ -43,7 +43,9 @@ using namespace cr::files_event;
 
 constexpr uint64_t k_ns = 1000000000u;
 
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+unsigned long long ull(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+}
 
 Result<std::string> read_text(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -91,7 +93,8 @@ clockid_t base_clock(int clockid) {
 
 Result<uint64_t> now_ns(int clockid) {
     timespec ts{};
-    if (::clock_gettime(base_clock(clockid), &ts) != 0) return Error::from_errno(strf("clock_gettime(%d)", clockid));
+    if (::clock_gettime(base_clock(clockid), &ts) != 0)
+        return Error::from_errno(strf("clock_gettime(%d)", clockid));
     return static_cast<uint64_t>(ts.tv_sec) * k_ns + static_cast<uint64_t>(ts.tv_nsec);
 }
 
@@ -104,12 +107,14 @@ timespec to_timespec(uint64_t ns) {
 Result<void> check_epoll_targets(const cr_fd_info& fd, const std::vector<EpollLine>& entries) {
     std::map<int, uint32_t> seen;  // tfd -> how many entries with that number came before
     for (const EpollLine& e : entries) {
-        kcmp_epoll_slot slot{static_cast<uint32_t>(fd.fd), static_cast<uint32_t>(e.tfd), seen[e.tfd]++};
+        kcmp_epoll_slot slot{static_cast<uint32_t>(fd.fd), static_cast<uint32_t>(e.tfd),
+                             seen[e.tfd]++};
         long r = ::syscall(SYS_kcmp, fd.pid, fd.pid, KCMP_EPOLL_TFD, e.tfd, &slot);
         if (r != 0)
-            return Error(strf("epoll watches a file registered as fd %d, which is no longer at fd %d of pid %d "
-                              "(closed or replaced since): not supported",
-                              e.tfd, e.tfd, fd.pid));
+            return Error(strf(
+                "epoll watches a file registered as fd %d, which is no longer at fd %d of pid %d "
+                "(closed or replaced since): not supported",
+                e.tfd, e.tfd, fd.pid));
     }
     return {};
 }
@@ -118,9 +123,10 @@ class FilesEventHandler {
 public:
     static constexpr const char* k_id = "cr.files.event";
     static constexpr const char* k_version = "1.0.0";
-    static constexpr const char* k_summary = "eventfd, signalfd, timerfd, epoll and inotify descriptors";
-    static constexpr const char* k_claims[] = {"fd:eventfd", "fd:signalfd", "fd:timerfd", "fd:eventpoll",
-                                               "fd:inotify", nullptr};
+    static constexpr const char* k_summary =
+        "eventfd, signalfd, timerfd, epoll and inotify descriptors";
+    static constexpr const char* k_claims[] = {"fd:eventfd",   "fd:signalfd", "fd:timerfd",
+                                               "fd:eventpoll", "fd:inotify",  nullptr};
     static constexpr const char* k_depends[] = {nullptr};
     static constexpr const char* k_schemas[] = {"CREV", nullptr};
 
@@ -138,15 +144,19 @@ public:
         rec.flags = fd->flags;
         rec.pid = fd->pid;
         rec.fd = fd->fd;
-        if (fd->flags & O_ASYNC) return Error(where + ": signal-driven I/O (O_ASYNC) is not supported yet");
+        if (fd->flags & O_ASYNC)
+            return Error(where + ": signal-driven I/O (O_ASYNC) is not supported yet");
         switch (*kind) {
             case fb::EventKind::EventFd: {
                 EventFdState s = CR_TRY_CTX(parse_eventfd(text), info_path);
                 if (!s.semaphore_known)
-                    ctx.warn(where + ": this kernel does not show the semaphore mode; restored as a counter");
+                    ctx.warn(
+                        where +
+                        ": this kernel does not show the semaphore mode; restored as a counter");
                 rec.count = s.count;
                 rec.semaphore = s.semaphore;
-                ctx.debug(strf("%s: count %llu%s", where.c_str(), ull(s.count), s.semaphore ? ", semaphore" : ""));
+                ctx.debug(strf("%s: count %llu%s", where.c_str(), ull(s.count),
+                               s.semaphore ? ", semaphore" : ""));
                 break;
             }
             case fb::EventKind::SignalFd:
@@ -157,9 +167,10 @@ public:
                 rec.timer = CR_TRY_CTX(parse_timerfd(text), info_path);
                 if ((rec.timer.settime_flags & TFD_TIMER_ABSTIME) && rec.timer.value_ns != 0)
                     rec.timer.value_ns += CR_TRY_CTX(now_ns(rec.timer.clockid), where);
-                ctx.debug(strf("%s: clock %d, flags 0%o, value %llu ns, interval %llu ns, %llu ticks", where.c_str(),
-                               rec.timer.clockid, rec.timer.settime_flags, ull(rec.timer.value_ns),
-                               ull(rec.timer.interval_ns), ull(rec.timer.ticks)));
+                ctx.debug(strf(
+                    "%s: clock %d, flags 0%o, value %llu ns, interval %llu ns, %llu ticks",
+                    where.c_str(), rec.timer.clockid, rec.timer.settime_flags,
+                    ull(rec.timer.value_ns), ull(rec.timer.interval_ns), ull(rec.timer.ticks)));
                 break;
             case fb::EventKind::Epoll:
                 rec.entries = CR_TRY_CTX(parse_epoll(text), info_path);
@@ -171,9 +182,11 @@ public:
                     rec.watches.push_back(CR_TRY_CTX(locate_watch(l), where));
                 int queued = 0;
                 if (::ioctl(fd->cr_fd, FIONREAD, &queued) == 0 && queued > 0)
-                    ctx.warn(strf("%s: %d bytes of queued events are not saved (an inotify queue cannot be "
-                                  "read without emptying it); the restored instance starts with an empty queue",
-                                  where.c_str(), queued));
+                    ctx.warn(strf(
+                        "%s: %d bytes of queued events are not saved (an inotify queue cannot be "
+                        "read without emptying it); the restored instance starts with an empty "
+                        "queue",
+                        where.c_str(), queued));
                 ctx.debug(strf("%s: %zu watches", where.c_str(), rec.watches.size()));
                 break;
             }
@@ -187,13 +200,16 @@ public:
         std::vector<flatbuffers::Offset<fb::EventObject>> objects;
         for (const EventRecord& r : m_records) {
             std::vector<flatbuffers::Offset<fb::EpollEntry>> entries;
-            for (const EpollLine& e : r.entries) entries.push_back(fb::CreateEpollEntry(fbb, e.tfd, e.events, e.data));
+            for (const EpollLine& e : r.entries)
+                entries.push_back(fb::CreateEpollEntry(fbb, e.tfd, e.events, e.data));
             std::vector<flatbuffers::Offset<fb::InotifyWatch>> watches;
             for (const Watch& w : r.watches)
-                watches.push_back(fb::CreateInotifyWatchDirect(fbb, w.wd, w.mask, w.path.c_str(), w.dev, w.ino));
+                watches.push_back(
+                    fb::CreateInotifyWatchDirect(fbb, w.wd, w.mask, w.path.c_str(), w.dev, w.ino));
             objects.push_back(fb::CreateEventObjectDirect(
-                fbb, r.object_id, r.kind, r.flags, r.pid, r.fd, r.count, r.semaphore, r.sigmask, r.timer.clockid,
-                r.timer.settime_flags, r.timer.value_ns, r.timer.interval_ns, r.timer.ticks, &entries, &watches));
+                fbb, r.object_id, r.kind, r.flags, r.pid, r.fd, r.count, r.semaphore, r.sigmask,
+                r.timer.clockid, r.timer.settime_flags, r.timer.value_ns, r.timer.interval_ns,
+                r.timer.ticks, &entries, &watches));
         }
         fbb.Finish(fb::CreateEventImageDirect(fbb, &objects), fb::EventImageIdentifier());
         CR_TRY(cr::sdk::write_section(ctx, "event.cr", fbb));
@@ -206,7 +222,8 @@ public:
                                                                   &fb::VerifyEventImageBuffer));
         if (!m_image->objects()) return {};
         for (const fb::EventObject* o : *m_image->objects()) {
-            std::string where = strf("event.cr: pid %d fd %d (%s)", o->pid(), o->fd(), fb::EnumNameEventKind(o->kind()));
+            std::string where = strf("event.cr: pid %d fd %d (%s)", o->pid(), o->fd(),
+                                     fb::EnumNameEventKind(o->kind()));
             UniqueFd fd = CR_TRY_CTX(create(ctx, *o), where);
             int raw = fd.get();
             CR_TRY(ctx.set_object_fd(o->object_id(), raw));
@@ -226,8 +243,9 @@ public:
                 ev.events = e->events();
                 ev.data.u64 = e->data();
                 if (::epoll_ctl(o->fd(), EPOLL_CTL_ADD, e->tfd(), &ev) != 0)
-                    return Error::from_errno(strf("event.cr: pid %d fd %d: epoll_ctl(EPOLL_CTL_ADD) of fd %d", pid,
-                                                  o->fd(), e->tfd()));
+                    return Error::from_errno(
+                        strf("event.cr: pid %d fd %d: epoll_ctl(EPOLL_CTL_ADD) of fd %d", pid,
+                             o->fd(), e->tfd()));
             }
         }
         return {};
@@ -238,7 +256,8 @@ private:
         bool nonblock = (o.flags() & O_NONBLOCK) != 0;
         switch (o.kind()) {
             case fb::EventKind::EventFd: {
-                int flags = EFD_CLOEXEC | (nonblock ? EFD_NONBLOCK : 0) | (o.semaphore() ? EFD_SEMAPHORE : 0);
+                int flags = EFD_CLOEXEC | (nonblock ? EFD_NONBLOCK : 0) |
+                            (o.semaphore() ? EFD_SEMAPHORE : 0);
                 UniqueFd fd(::eventfd(0, flags));
                 if (!fd) return Error::from_errno("eventfd");
                 uint64_t count = o.count();
@@ -253,7 +272,8 @@ private:
                 for (int sig = 1; sig <= 64; ++sig)
                     if (o.signals() & (1ull << (sig - 1))) sigaddset(&mask, sig);
                 UniqueFd fd(::signalfd(-1, &mask, SFD_CLOEXEC | (nonblock ? SFD_NONBLOCK : 0)));
-                if (!fd) return Error::from_errno(strf("signalfd with mask %#llx", ull(o.signals())));
+                if (!fd)
+                    return Error::from_errno(strf("signalfd with mask %#llx", ull(o.signals())));
                 return fd;
             }
             case fb::EventKind::TimerFd:
@@ -261,7 +281,8 @@ private:
             case fb::EventKind::Epoll: {
                 UniqueFd fd(::epoll_create1(EPOLL_CLOEXEC));
                 if (!fd) return Error::from_errno("epoll_create1");
-                if (nonblock && ::fcntl(fd.get(), F_SETFL, O_NONBLOCK) != 0) return Error::from_errno("fcntl F_SETFL");
+                if (nonblock && ::fcntl(fd.get(), F_SETFL, O_NONBLOCK) != 0)
+                    return Error::from_errno("fcntl F_SETFL");
                 return fd;
             }
             case fb::EventKind::Inotify: {
@@ -270,29 +291,36 @@ private:
                 std::vector<Watch> watches;
                 if (o.watches())
                     for (const fb::InotifyWatch* w : *o.watches())
-                        watches.push_back({w->wd(), w->mask(), w->path() ? w->path()->str() : "", w->dev(), w->ino()});
-                size_t drained = CR_TRY(add_watches(fd.get(), watches, !ctx.flag("skip-file-check")));
-                ctx.debug(strf("inotify: %zu watches%s", watches.size(),
-                               drained ? strf(", %zu bytes of placeholder events drained", drained).c_str() : ""));
+                        watches.push_back({w->wd(), w->mask(), w->path() ? w->path()->str() : "",
+                                           w->dev(), w->ino()});
+                size_t drained =
+                    CR_TRY(add_watches(fd.get(), watches, !ctx.flag("skip-file-check")));
+                ctx.debug(strf(
+                    "inotify: %zu watches%s", watches.size(),
+                    drained ? strf(", %zu bytes of placeholder events drained", drained).c_str()
+                            : ""));
                 return fd;
             }
         }
         return Error(strf("unknown kind %d", static_cast<int>(o.kind())));
     }
 
-    static Result<UniqueFd> create_timer(cr::sdk::Context& ctx, const fb::EventObject& o, bool nonblock) {
+    static Result<UniqueFd> create_timer(cr::sdk::Context& ctx, const fb::EventObject& o,
+                                         bool nonblock) {
         UniqueFd fd(::timerfd_create(o.clockid(), TFD_CLOEXEC | (nonblock ? TFD_NONBLOCK : 0)));
         if (!fd) return Error::from_errno(strf("timerfd_create(%d)", o.clockid()));
         itimerspec its{to_timespec(o.interval_ns()), to_timespec(o.value_ns())};
-        int flags = static_cast<int>(o.settime_flags() & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET));
-        if (::timerfd_settime(fd.get(), flags, &its, nullptr) != 0) return Error::from_errno("timerfd_settime");
+        int flags =
+            static_cast<int>(o.settime_flags() & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET));
+        if (::timerfd_settime(fd.get(), flags, &its, nullptr) != 0)
+            return Error::from_errno("timerfd_settime");
         uint64_t ticks = o.ticks();
         // settime clears the expirations; they are put back afterwards.
         if (ticks != 0 && ::ioctl(fd.get(), TFD_IOC_SET_TICKS, &ticks) != 0)
-            return Error::from_errno(strf("ioctl TFD_IOC_SET_TICKS: %llu unread expirations cannot be restored",
-                                          ull(ticks)));
-        ctx.debug(strf("timerfd: clock %d, value %llu ns, interval %llu ns, %llu ticks", o.clockid(),
-                       ull(o.value_ns()), ull(o.interval_ns()), ull(ticks)));
+            return Error::from_errno(strf(
+                "ioctl TFD_IOC_SET_TICKS: %llu unread expirations cannot be restored", ull(ticks)));
+        ctx.debug(strf("timerfd: clock %d, value %llu ns, interval %llu ns, %llu ticks",
+                       o.clockid(), ull(o.value_ns()), ull(o.interval_ns()), ull(ticks)));
         return fd;
     }
 

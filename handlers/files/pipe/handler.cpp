@@ -65,7 +65,9 @@ struct EndRecord {
     if ((flags & O_ACCMODE) == O_RDWR) return "read-write";
     return writes(flags) ? "write" : "read";
 }
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+unsigned long long ull(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+}
 
 // A new open file description of the same pipe, with the given access mode.
 Result<UniqueFd> reopen(const std::string& path, int access) {
@@ -74,7 +76,9 @@ Result<UniqueFd> reopen(const std::string& path, int access) {
     if (!out) return Error::from_errno("open", path);
     return out;
 }
-Result<UniqueFd> reopen(int fd, int access) { return reopen(strf("/proc/self/fd/%d", fd), access); }
+Result<UniqueFd> reopen(int fd, int access) {
+    return reopen(strf("/proc/self/fd/%d", fd), access);
+}
 
 // The identity of the pipe behind an fd of the tree, and for a fifo the path it reopens by.
 Result<PipeRecord> identify(const cr_fd_info& fd, const std::string& where) {
@@ -155,10 +159,10 @@ public:
             warn_outside_peer(ctx, p);
             const std::vector<uint32_t>& chunks = p.contents.chunks;
             bool packets = chunks.size() > 1 || (p.direct_end && !chunks.empty());
-            pipes.push_back(fb::CreatePipeDirect(
-                fbb, key.second, static_cast<uint32_t>(p.capacity), &p.contents.data,
-                packets ? &chunks : nullptr, key.first, p.path.empty() ? nullptr : p.path.c_str(),
-                p.mode));
+            pipes.push_back(
+                fb::CreatePipeDirect(fbb, key.second, static_cast<uint32_t>(p.capacity),
+                                     &p.contents.data, packets ? &chunks : nullptr, key.first,
+                                     p.path.empty() ? nullptr : p.path.c_str(), p.mode));
         }
         std::vector<flatbuffers::Offset<fb::PipeEnd>> ends;
         for (const EndRecord& e : m_ends)
@@ -196,8 +200,8 @@ public:
                 int raw = fd.get();
                 CR_TRY(ctx.set_object_fd(e->object_id(), raw));
                 fd.release();  // the core owns it now
-                ctx.debug(strf("%s: %s end, flags 0%o", where.c_str(), end_name(e->flags()),
-                               e->flags()));
+                ctx.debug(
+                    strf("%s: %s end, flags 0%o", where.c_str(), end_name(e->flags()), e->flags()));
             }
         }
         // Ends nobody holds close with `made`, as they were closed in the tree. A fifo's own
@@ -240,13 +244,15 @@ private:
         // A fifo's peers outside the tree open it again by its path after the restore.
         if (!p.path.empty()) return;
         if (!p.read_end_in_tree && p.readers_exist)
-            ctx.warn(strf("%s: its reader is outside the dumped tree; after restore the writers "
-                          "in the tree write to a pipe nobody reads (EPIPE)",
-                          name.c_str()));
+            ctx.warn(
+                strf("%s: its reader is outside the dumped tree; after restore the writers "
+                     "in the tree write to a pipe nobody reads (EPIPE)",
+                     name.c_str()));
         if (!p.write_end_in_tree && p.writers_exist)
-            ctx.warn(strf("%s: its writer is outside the dumped tree; after restore the readers "
-                          "in the tree see end of file once the queued data is read",
-                          name.c_str()));
+            ctx.warn(
+                strf("%s: its writer is outside the dumped tree; after restore the readers "
+                     "in the tree see end of file once the queued data is read",
+                     name.c_str()));
     }
 
     static Result<void> set_capacity(int fd, uint32_t capacity) {
@@ -297,9 +303,10 @@ private:
             return Error("is no longer a fifo");
         int queued = 0;
         if (::ioctl(out.read_fd.get(), FIONREAD, &queued) == 0 && queued > 0)
-            ctx.warn(strf("fifo %s: already holds %d bytes from outside the tree; the saved "
-                          "data goes after them",
-                          path.c_str(), queued));
+            ctx.warn(
+                strf("fifo %s: already holds %d bytes from outside the tree; the saved "
+                     "data goes after them",
+                     path.c_str(), queued));
         CR_TRY(set_capacity(out.read_fd.get(), p.capacity()));
         CR_TRY(fill(ctx, out.read_fd.get(), p, "fifo " + path));
         return out;

@@ -38,14 +38,19 @@ inline Result<void> write_all(int fd, const uint8_t* data, size_t size, const ch
 }
 
 // Copies [offset, offset + length) of `in` to the end of `out`.
-inline Result<void> copy_range(int in, uint64_t offset, uint64_t length, int out, std::vector<uint8_t>& buf) {
+inline Result<void> copy_range(int in, uint64_t offset, uint64_t length, int out,
+                               std::vector<uint8_t>& buf) {
     buf.resize(k_copy_chunk);
     while (length > 0) {
         size_t want = static_cast<size_t>(std::min<uint64_t>(length, buf.size()));
         ssize_t n = ::pread(in, buf.data(), want, static_cast<off_t>(offset));
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno(strf("read at offset %llu", static_cast<unsigned long long>(offset)));
-        if (n == 0) return Error(strf("file ends early, at offset %llu", static_cast<unsigned long long>(offset)));
+        if (n < 0)
+            return Error::from_errno(
+                strf("read at offset %llu", static_cast<unsigned long long>(offset)));
+        if (n == 0)
+            return Error(
+                strf("file ends early, at offset %llu", static_cast<unsigned long long>(offset)));
         CR_TRY(write_all(out, buf.data(), static_cast<size_t>(n), "the image file"));
         offset += static_cast<uint64_t>(n);
         length -= static_cast<uint64_t>(n);
@@ -96,8 +101,11 @@ inline Result<void> fill(int fd, int image, const std::vector<Extent>& extents, 
             size_t want = static_cast<size_t>(std::min<uint64_t>(e.length - done, buf.size()));
             ssize_t n = ::pread(image, buf.data(), want, static_cast<off_t>(from + done));
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return n == 0 ? Error("the image file is too short") : Error::from_errno("read of the image file");
-            ssize_t w = ::pwrite(fd, buf.data(), static_cast<size_t>(n), static_cast<off_t>(e.offset + done));
+            if (n <= 0)
+                return n == 0 ? Error("the image file is too short")
+                              : Error::from_errno("read of the image file");
+            ssize_t w = ::pwrite(fd, buf.data(), static_cast<size_t>(n),
+                                 static_cast<off_t>(e.offset + done));
             if (w != n) return Error::from_errno("write of the contents", {}, w < 0 ? errno : EIO);
             done += static_cast<uint64_t>(n);
         }

@@ -35,7 +35,9 @@ using cr::UniqueFd;
 using namespace cr::files_regular;
 using InodeKey = std::pair<uint64_t, uint64_t>;  // (st_dev, st_ino)
 
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+unsigned long long ull(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+}
 
 struct DescLock {
     fb::LockKind kind = fb::LockKind::Flock;
@@ -76,9 +78,11 @@ std::string unsupported_reason(const cr_fd_info& fd, const struct stat& st, bool
     if (deleted && !S_ISREG(st.st_mode))
         return strf("a deleted %s is not supported yet", type_name(st.st_mode));
     if (!deleted && is_deleted_link(link))
-        return strf("unlinked at this path but still linked elsewhere (%lu links), which cr cannot find: not "
-                    "supported",
-                    static_cast<unsigned long>(st.st_nlink));
+        return strf(
+            "unlinked at this path but still linked elsewhere (%lu links), which cr cannot find: "
+            "not "
+            "supported",
+            static_cast<unsigned long>(st.st_nlink));
     if (!link.starts_with("/")) return "not reachable by a path";
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISCHR(st.st_mode))
         return strf("%s not supported by cr.files.regular", type_name(st.st_mode));
@@ -88,7 +92,6 @@ std::string unsupported_reason(const cr_fd_info& fd, const struct stat& st, bool
             "character device %u:%u is not supported yet (reopening it would not give the same "
             "state)",
             major(st.st_rdev), minor(st.st_rdev));
-    if (fd.flags & O_ASYNC) return "signal-driven I/O (O_ASYNC) is not supported yet";
     return {};
 }
 
@@ -101,9 +104,10 @@ Result<std::vector<DescLock>> description_locks(pid_t pid, int fd) {
     for (const LockLine& l : CR_TRY_CTX(parse_locks(text), where)) {
         if (l.cls == "POSIX") continue;
         if (l.cls != "FLOCK" && l.cls != "OFDLCK")
-            return Error(strf("a %s %s lock (a lease or delegation) is not supported", l.mode.c_str(), l.cls.c_str()));
-        out.push_back({l.cls == "FLOCK" ? fb::LockKind::Flock : fb::LockKind::Ofd, l.type == "WRITE", l.start,
-                       l.length});
+            return Error(strf("a file lease (%s %s %s) is not supported yet", l.cls.c_str(),
+                              l.mode.c_str(), l.type.c_str()));
+        out.push_back({l.cls == "FLOCK" ? fb::LockKind::Flock : fb::LockKind::Ofd,
+                       l.type == "WRITE", l.start, l.length});
     }
     return out;
 }
@@ -121,7 +125,8 @@ Result<void> take_lock(int fd, const fb::FileLock& l) {
     fl.l_start = static_cast<off_t>(l.start());
     fl.l_len = static_cast<off_t>(l.length());
     if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return {};
-    if (errno == EAGAIN || errno == EACCES) return Error("another process holds a conflicting lock now");
+    if (errno == EAGAIN || errno == EACCES)
+        return Error("another process holds a conflicting lock now");
     return Error::from_errno("fcntl F_OFD_SETLK");
 }
 
@@ -145,7 +150,8 @@ public:
     static constexpr const char* k_id = "cr.files.regular";
     static constexpr const char* k_version = "1.0.0";
     static constexpr const char* k_summary =
-        "regular files (also deleted ones), directories, character devices, file locks, cwd, root and umask";
+        "regular files (also deleted ones), directories, character devices, file locks, cwd, root "
+        "and umask";
     static constexpr const char* k_claims[] = {"fd:file", "fd:dir", "fd:chr", "task:fs", nullptr};
     // POSIX locks are taken after the address space is in place: the memory handler opens and
     // closes mapped files inside the task, and any close drops the task's locks on that file.
@@ -186,7 +192,8 @@ public:
             m_locks_read = true;
         }
         for (PosixLock& l : CR_TRY(posix_locks_of(pid, m_proc_locks))) {
-            ctx.debug(strf("pid %d fd %d: POSIX %s", pid, l.fd, describe_range(l.write, l.start, l.length).c_str()));
+            ctx.debug(strf("pid %d fd %d: POSIX %s", pid, l.fd,
+                           describe_range(l.write, l.start, l.length).c_str()));
             m_posix.push_back(l);
         }
         return {};
@@ -201,6 +208,9 @@ public:
         if (std::string why = unsupported_reason(*fd, rec.st, rec.deleted); !why.empty())
             return Error(where + ": " + why);
         rec.locks = CR_TRY_CTX(description_locks(fd->pid, fd->fd), where);
+        // After the locks: a lease sets O_ASYNC too, and is the better reason to give.
+        if (fd->flags & O_ASYNC)
+            return Error(where + ": signal-driven I/O (O_ASYNC) is not supported yet");
 
         if (rec.deleted) {
             link.resize(link.size() - k_deleted_suffix.size());
@@ -210,9 +220,10 @@ public:
             struct stat by_path {};
             if (::stat(link.c_str(), &by_path) != 0) return Error::from_errno(where + ": stat");
             if (by_path.st_dev != rec.st.st_dev || by_path.st_ino != rec.st.st_ino)
-                return Error(where +
-                             ": the path leads to another file in cr's view (another mount namespace, or "
-                             "something mounted over it)");
+                return Error(
+                    where +
+                    ": the path leads to another file in cr's view (another mount namespace, or "
+                    "something mounted over it)");
         }
 
         rec.object_id = fd->object_id;
@@ -221,8 +232,9 @@ public:
         rec.pos = fd->pos;
         rec.pid = fd->pid;
         rec.fd = fd->fd;
-        ctx.debug(strf("%s: %s%s, flags 0%o, pos %llu, %zu locks", where.c_str(), rec.deleted ? "deleted " : "",
-                       type_name(rec.st.st_mode), rec.flags, ull(rec.pos), rec.locks.size()));
+        ctx.debug(strf("%s: %s%s, flags 0%o, pos %llu, %zu locks", where.c_str(),
+                       rec.deleted ? "deleted " : "", type_name(rec.st.st_mode), rec.flags,
+                       ull(rec.pos), rec.locks.size()));
         m_files.push_back(std::move(rec));
         return {};
     }
@@ -237,8 +249,8 @@ public:
                 locks.push_back(fb::CreateFileLock(fbb, l.kind, l.write, l.start, l.length));
             files.push_back(fb::CreateOpenFileDirect(
                 fbb, f.object_id, f.path.c_str(), f.flags, f.pos, id.mode, id.size, id.mtime_ns,
-                static_cast<uint64_t>(f.st.st_dev), static_cast<uint64_t>(f.st.st_ino), id.rdev, f.pid, f.fd,
-                f.deleted, &locks));
+                static_cast<uint64_t>(f.st.st_dev), static_cast<uint64_t>(f.st.st_ino), id.rdev,
+                f.pid, f.fd, f.deleted, &locks));
         }
         std::vector<flatbuffers::Offset<fb::TaskFs>> tasks;
         for (const FsRecord& t : m_tasks)
@@ -254,11 +266,13 @@ public:
         }
         std::vector<flatbuffers::Offset<fb::FileLock>> posix;
         for (const PosixLock& l : m_posix)
-            posix.push_back(fb::CreateFileLock(fbb, fb::LockKind::Posix, l.write, l.start, l.length, l.pid, l.fd));
-        fbb.Finish(fb::CreateFilesImageDirect(fbb, &files, &tasks, &deleted, &posix), fb::FilesImageIdentifier());
+            posix.push_back(fb::CreateFileLock(fbb, fb::LockKind::Posix, l.write, l.start, l.length,
+                                               l.pid, l.fd));
+        fbb.Finish(fb::CreateFilesImageDirect(fbb, &files, &tasks, &deleted, &posix),
+                   fb::FilesImageIdentifier());
         CR_TRY(cr::sdk::write_section(ctx, "files.cr", fbb));
-        ctx.debug(strf("files.cr: %zu files (%zu deleted), %zu tasks, %zu POSIX locks", m_files.size(),
-                       m_deleted.size(), m_tasks.size(), m_posix.size()));
+        ctx.debug(strf("files.cr: %zu files (%zu deleted), %zu tasks, %zu POSIX locks",
+                       m_files.size(), m_deleted.size(), m_tasks.size(), m_posix.size()));
         return {};
     }
 
@@ -272,11 +286,12 @@ public:
                 remade[{d->dev(), d->ino()}] = CR_TRY(remake_deleted(ctx, *d));
         if (image->files()) {
             for (const fb::OpenFile* f : *image->files()) {
-                std::string where = strf("files.cr: pid %d fd %d", f->pid(), f->fd());
+                std::string where = strf("pid %d fd %d", f->pid(), f->fd());
                 UniqueFd fd;
                 if (f->deleted()) {
                     auto it = remade.find({f->dev(), f->ino()});
-                    if (it == remade.end()) return Error(where + ": its deleted file is not in the image");
+                    if (it == remade.end())
+                        return Error(where + ": its deleted file is not in the image");
                     fd = CR_TRY_CTX(reopen_deleted(*f, it->second.get()), where);
                 } else {
                     fd = CR_TRY_CTX(reopen(*f, skip_check), where);
@@ -286,8 +301,8 @@ public:
                 CR_TRY(ctx.set_object_fd(f->object_id(), raw));
                 fd.release();  // the core owns it now
                 ctx.debug(strf("%s: object %llu: %s%s reopened, flags 0%o, pos %llu", where.c_str(),
-                               ull(f->object_id()), f->deleted() ? "deleted " : "", f->path()->c_str(),
-                               f->flags(), ull(f->pos())));
+                               ull(f->object_id()), f->deleted() ? "deleted " : "",
+                               f->path()->c_str(), f->flags(), ull(f->pos())));
             }
         }
         if (image->tasks()) {
@@ -324,13 +339,15 @@ public:
         for (const PosixLock& l : m_posix) {
             if (l.pid != pid) continue;
             CR_TRY_CTX(retake_posix_lock(ctx, l), "files.cr");
-            ctx.debug(strf("pid %d fd %d: POSIX %s taken", pid, l.fd, describe_range(l.write, l.start, l.length).c_str()));
+            ctx.debug(strf("pid %d fd %d: POSIX %s taken", pid, l.fd,
+                           describe_range(l.write, l.start, l.length).c_str()));
         }
         return {};
     }
 
 private:
-    Result<void> save_deleted(cr::sdk::Context& ctx, int cr_fd, const std::string& path, const struct stat& st) {
+    Result<void> save_deleted(cr::sdk::Context& ctx, int cr_fd, const std::string& path,
+                              const struct stat& st) {
         InodeKey key{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
         if (m_deleted.count(key)) return {};  // another description of the same file
         DeletedRecord d;
@@ -342,8 +359,9 @@ private:
                                "contents of the deleted file");
         uint64_t bytes = 0;
         for (const auto& e : d.extents) bytes += e.length;
-        ctx.info(strf("deleted file %s: %llu bytes (%llu in data extents) saved to %s", path.c_str(),
-                      ull(static_cast<uint64_t>(st.st_size)), ull(bytes), d.image.c_str()));
+        ctx.info(strf("deleted file %s: %llu bytes (%llu in data extents) saved to %s",
+                      path.c_str(), ull(static_cast<uint64_t>(st.st_size)), ull(bytes),
+                      d.image.c_str()));
         m_deleted.emplace(key, std::move(d));
         return {};
     }
@@ -367,7 +385,9 @@ private:
         std::string self = strf("/proc/self/fd/%d", remade);
         int flags = reopen_flags(f.flags(), f.mode()) & ~O_NOFOLLOW;  // the /proc link is one
         UniqueFd fd(::open(self.c_str(), flags));
-        if (!fd) return Error::from_errno("reopen of the remade deleted file", f.path() ? f.path()->str() : "");
+        if (!fd)
+            return Error::from_errno("reopen of the remade deleted file",
+                                     f.path() ? f.path()->str() : "");
         return fd;
     }
 

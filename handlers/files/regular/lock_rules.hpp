@@ -22,12 +22,12 @@
 namespace cr::files_regular {
 
 struct LockLine {
-    std::string cls;     // POSIX, FLOCK, OFDLCK, LEASE, DELEG ...
+    std::string cls;       // POSIX, FLOCK, OFDLCK, LEASE, DELEG ...
     bool waiting = false;  // "->": blocked, waiting for the lock
-    std::string mode;    // ADVISORY, MANDATORY, ACTIVE, BREAKING ...
-    std::string type;    // READ, WRITE, UNLCK
+    std::string mode;      // ADVISORY, MANDATORY, ACTIVE, BREAKING ...
+    std::string type;      // READ, WRITE, UNLCK
     pid_t pid = 0;
-    uint64_t dev = 0;    // makedev(major, minor)
+    uint64_t dev = 0;  // makedev(major, minor)
     uint64_t ino = 0;
     uint64_t start = 0;
     uint64_t length = 0;  // 0: to the end of the file ("EOF")
@@ -59,7 +59,10 @@ bool number(std::string_view s, T& out, int base = 10) {
 // One line of /proc/locks, or the part after "lock:" of an fdinfo line.
 inline Result<LockLine> parse_lock_line(std::string_view line) {
     auto w = detail::words(line);
-    auto bad = [&] { return Error(strf("cannot parse lock line '%.*s'", static_cast<int>(line.size()), line.data())); };
+    auto bad = [&] {
+        return Error(
+            strf("cannot parse lock line '%.*s'", static_cast<int>(line.size()), line.data()));
+    };
     size_t i = 0;
     if (i < w.size() && w[i].ends_with(":")) ++i;  // ordinal
     LockLine out;
@@ -104,7 +107,8 @@ inline Result<std::vector<LockLine>> parse_locks(std::string_view text) {
         std::string_view line = text.substr(at, end - at);
         at = end + 1;
         bool fdinfo = line.starts_with("lock:");
-        if (fdinfo) line.remove_prefix(5);
+        if (fdinfo)
+            line.remove_prefix(5);
         else if (line.find(':') == std::string_view::npos || line.starts_with("pos:") ||
                  line.starts_with("flags:") || line.starts_with("mnt_id:") ||
                  line.starts_with("ino:"))

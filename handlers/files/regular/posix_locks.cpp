@@ -2,9 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
 #include <cr/sdk/log.hpp>
 #include <memory>
@@ -31,10 +31,12 @@ Result<std::vector<OpenFd>> open_fds(pid_t pid) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
         int fd = std::atoi(e->d_name);
         struct stat st {};
-        if (::stat(strf("%s/%d", dir.c_str(), fd).c_str(), &st) != 0) continue;  // not a file any more
+        if (::stat(strf("%s/%d", dir.c_str(), fd).c_str(), &st) != 0)
+            continue;  // not a file any more
         std::string where = strf("/proc/%d/fdinfo/%d", pid, fd);
         uint32_t flags = CR_TRY_CTX(fdinfo_flags(CR_TRY(read_text(where))), where);
-        out.push_back({fd, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), flags});
+        out.push_back(
+            {fd, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), flags});
     }
     return out;
 }
@@ -48,9 +50,11 @@ bool can_take(uint32_t flags, bool write) {
 }  // namespace
 
 std::string describe_range(bool write, uint64_t start, uint64_t length) {
-    if (length == 0) return strf("%s lock on bytes %llu to the end", write ? "write" : "read",
-                                 static_cast<unsigned long long>(start));
-    return strf("%s lock on bytes %llu-%llu", write ? "write" : "read", static_cast<unsigned long long>(start),
+    if (length == 0)
+        return strf("%s lock on bytes %llu to the end", write ? "write" : "read",
+                    static_cast<unsigned long long>(start));
+    return strf("%s lock on bytes %llu-%llu", write ? "write" : "read",
+                static_cast<unsigned long long>(start),
                 static_cast<unsigned long long>(start + length - 1));
 }
 
@@ -72,10 +76,11 @@ Result<std::vector<PosixLock>> posix_locks_of(pid_t pid, const std::vector<LockL
                 break;
             }
         if (!via)
-            return Error(strf("pid %d: POSIX %s of inode %llu on device %u:%u: no fd of the task can take "
-                              "it again (the fds it was taken through are closed)",
-                              pid, describe_range(write, l.start, l.length).c_str(),
-                              static_cast<unsigned long long>(l.ino), major(l.dev), minor(l.dev)));
+            return Error(
+                strf("pid %d: POSIX %s of inode %llu on device %u:%u: no fd of the task can take "
+                     "it again (the fds it was taken through are closed)",
+                     pid, describe_range(write, l.start, l.length).c_str(),
+                     static_cast<unsigned long long>(l.ino), major(l.dev), minor(l.dev)));
         out.push_back({pid, via->fd, write, l.start, l.length});
     }
     return out;
@@ -93,7 +98,8 @@ Result<void> retake_posix_lock(sdk::Context& ctx, const PosixLock& lock) {
                                       {static_cast<uint64_t>(lock.fd), F_SETLK, scratch.addr}));
     std::string what = strf("pid %d fd %d: POSIX %s", lock.pid, lock.fd,
                             describe_range(lock.write, lock.start, lock.length).c_str());
-    if (r == -EAGAIN || r == -EACCES) return Error(what + ": another process holds a conflicting lock now");
+    if (r == -EAGAIN || r == -EACCES)
+        return Error(what + ": another process holds a conflicting lock now");
     if (r < 0) return Error::from_errno(what + ": fcntl F_SETLK", {}, static_cast<int>(-r));
     return {};
 }

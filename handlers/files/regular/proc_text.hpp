@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cr/sdk/fd.hpp>
 #include <cr/sdk/log.hpp>
 #include <cr/sdk/result.hpp>
+#include <cstdlib>
 #include <string>
 
 namespace cr::files_regular {

@@ -39,9 +39,12 @@ using InodeKey = std::pair<uint64_t, uint64_t>;  // (st_dev, st_ino)
 constexpr std::string_view k_prefix = "/memfd:";
 constexpr std::string_view k_deleted = " (deleted)";
 // Flags a description keeps when it is opened again; the rest are per fd or creation-only.
-constexpr uint32_t k_kept_flags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_NOATIME | O_PATH | 0100000 /* O_LARGEFILE */;
+constexpr uint32_t k_kept_flags =
+    O_ACCMODE | O_APPEND | O_NONBLOCK | O_NOATIME | O_PATH | 0100000 /* O_LARGEFILE */;
 
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+unsigned long long ull(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+}
 
 // "/memfd:NAME (deleted)" -> "NAME"
 std::optional<std::string> memfd_name(std::string_view link) {
@@ -85,7 +88,8 @@ class MemfdHandler {
 public:
     static constexpr const char* k_id = "cr.memory.memfd";
     static constexpr const char* k_version = "1.0.0";
-    static constexpr const char* k_summary = "memfd files: name, contents, mode, seals and every open description";
+    static constexpr const char* k_summary =
+        "memfd files: name, contents, mode, seals and every open description";
     static constexpr const char* k_claims[] = {"fd:memfd", nullptr};
     static constexpr const char* k_depends[] = {nullptr};
     static constexpr const char* k_schemas[] = {"CRMD", nullptr};
@@ -101,9 +105,12 @@ public:
         if (::fstat(fd->cr_fd, &st) != 0) return Error::from_errno(where + ": fstat");
         struct statfs fs {};
         if (::fstatfs(fd->cr_fd, &fs) != 0) return Error::from_errno(where + ": fstatfs");
-        if (fs.f_type == HUGETLBFS_MAGIC) return Error(where + ": hugetlb memfds (MFD_HUGETLB) are not supported yet");
-        if (fd->flags & O_ASYNC) return Error(where + ": signal-driven I/O (O_ASYNC) is not supported yet");
-        std::string info = CR_TRY_CTX(read_text(strf("/proc/%d/fdinfo/%d", fd->pid, fd->fd)), where);
+        if (fs.f_type == HUGETLBFS_MAGIC)
+            return Error(where + ": hugetlb memfds (MFD_HUGETLB) are not supported yet");
+        if (fd->flags & O_ASYNC)
+            return Error(where + ": signal-driven I/O (O_ASYNC) is not supported yet");
+        std::string info =
+            CR_TRY_CTX(read_text(strf("/proc/%d/fdinfo/%d", fd->pid, fd->fd)), where);
         if (info.find("FLOCK") != std::string::npos || info.find("OFDLCK") != std::string::npos)
             return Error(where + ": flock and OFD locks on a memfd are not supported yet");
 
@@ -117,9 +124,11 @@ public:
             m.seals = static_cast<uint32_t>(seals);
             m.image = strf("memfd-%llu.img", ull(key.second));
             UniqueFd out = CR_TRY_CTX(ctx.open_image_file(m.image, true), where);
-            m.extents = CR_TRY_CTX(contents::save(fd->cr_fd, static_cast<uint64_t>(st.st_size), out.get()), where);
+            m.extents = CR_TRY_CTX(
+                contents::save(fd->cr_fd, static_cast<uint64_t>(st.st_size), out.get()), where);
             ctx.debug(strf("%s: %llu bytes in %zu extents, mode 0%o, seals %#x", where.c_str(),
-                           ull(static_cast<uint64_t>(st.st_size)), m.extents.size(), st.st_mode & 07777, m.seals));
+                           ull(static_cast<uint64_t>(st.st_size)), m.extents.size(),
+                           st.st_mode & 07777, m.seals));
             m_memfds.emplace(key, std::move(m));
         }
         m_opens.push_back({fd->object_id, key, fd->flags, fd->pos, fd->pid, fd->fd});
@@ -133,13 +142,14 @@ public:
         for (const auto& [key, m] : m_memfds) {
             std::vector<fb::MemfdExtent> extents;
             for (const auto& e : m.extents) extents.emplace_back(e.offset, e.length);
-            memfds.push_back(fb::CreateMemfdDirect(fbb, key.first, key.second, m.name.c_str(),
-                                                   static_cast<uint64_t>(m.st.st_size), m.st.st_mode, m.st.st_uid,
-                                                   m.st.st_gid, m.seals, m.image.c_str(), &extents));
+            memfds.push_back(fb::CreateMemfdDirect(
+                fbb, key.first, key.second, m.name.c_str(), static_cast<uint64_t>(m.st.st_size),
+                m.st.st_mode, m.st.st_uid, m.st.st_gid, m.seals, m.image.c_str(), &extents));
         }
         std::vector<flatbuffers::Offset<fb::MemfdOpen>> opens;
         for (const OpenRecord& o : m_opens)
-            opens.push_back(fb::CreateMemfdOpen(fbb, o.object_id, o.key.first, o.key.second, o.flags, o.pos, o.pid, o.fd));
+            opens.push_back(fb::CreateMemfdOpen(fbb, o.object_id, o.key.first, o.key.second,
+                                                o.flags, o.pos, o.pid, o.fd));
         fbb.Finish(fb::CreateMemfdImageDirect(fbb, &memfds, &opens), fb::MemfdImageIdentifier());
         CR_TRY(cr::sdk::write_section(ctx, "memfd.cr", fbb));
         ctx.debug(strf("memfd.cr: %zu memfds, %zu descriptions", m_memfds.size(), m_opens.size()));
@@ -153,22 +163,27 @@ public:
         if (image->memfds())
             for (const fb::Memfd* m : *image->memfds())
                 made[{m->dev(), m->ino()}] =
-                    CR_TRY_CTX(make_memfd(ctx, *m), strf("memfd.cr: memfd:%s", m->name() ? m->name()->c_str() : "?"));
+                    CR_TRY_CTX(make_memfd(ctx, *m),
+                               strf("memfd.cr: memfd:%s", m->name() ? m->name()->c_str() : "?"));
         if (image->opens()) {
             for (const fb::MemfdOpen* o : *image->opens()) {
                 std::string where = strf("memfd.cr: pid %d fd %d", o->pid(), o->fd());
                 auto it = made.find({o->dev(), o->ino()});
                 if (it == made.end()) return Error(where + ": its memfd is not in the image");
                 std::string self = strf("/proc/self/fd/%d", it->second.get());
-                UniqueFd fd(::open(self.c_str(), static_cast<int>(o->flags() & k_kept_flags) | O_CLOEXEC));
+                UniqueFd fd(
+                    ::open(self.c_str(), static_cast<int>(o->flags() & k_kept_flags) | O_CLOEXEC));
                 if (!fd) return Error::from_errno(where + ": reopen of the memfd");
                 if (!(o->flags() & O_PATH) && o->pos() != 0 &&
-                    ::lseek(fd.get(), static_cast<off_t>(o->pos()), SEEK_SET) != static_cast<off_t>(o->pos()))
-                    return Error::from_errno(strf("%s: lseek to %llu", where.c_str(), ull(o->pos())));
+                    ::lseek(fd.get(), static_cast<off_t>(o->pos()), SEEK_SET) !=
+                        static_cast<off_t>(o->pos()))
+                    return Error::from_errno(
+                        strf("%s: lseek to %llu", where.c_str(), ull(o->pos())));
                 int raw = fd.get();
                 CR_TRY(ctx.set_object_fd(o->object_id(), raw));
                 fd.release();  // the core owns it now
-                ctx.debug(strf("%s: flags 0%o, pos %llu", where.c_str(), o->flags(), ull(o->pos())));
+                ctx.debug(
+                    strf("%s: flags 0%o, pos %llu", where.c_str(), o->flags(), ull(o->pos())));
             }
         }
         return {};
@@ -192,8 +207,8 @@ private:
         // Seals last: F_SEAL_WRITE and F_SEAL_GROW would refuse the contents.
         if (sealable && seals != 0 && ::fcntl(fd.get(), F_ADD_SEALS, static_cast<int>(seals)) != 0)
             return Error::from_errno(strf("fcntl F_ADD_SEALS %#x", seals));
-        ctx.debug(strf("memfd:%s: %llu bytes, mode 0%o, seals %#x", m.name()->c_str(), ull(m.size()), m.mode() & 07777,
-                       seals));
+        ctx.debug(strf("memfd:%s: %llu bytes, mode 0%o, seals %#x", m.name()->c_str(),
+                       ull(m.size()), m.mode() & 07777, seals));
         return fd;
     }
 
