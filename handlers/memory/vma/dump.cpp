@@ -1,5 +1,6 @@
 #include "increment.hpp"
 #include "memory.hpp"
+#include "shared_pages.hpp"
 
 #include <cr/sdk/image.hpp>
 
@@ -161,9 +162,16 @@ Result<void> MemoryHandler::dump_task(sdk::Context& ctx, pid_t pid) {
         if (reserved.start < m.end && m.start < reserved.end) continue;  // cr's own scratch memory
         VmaRecord r{m, classify(m)};
         if (r.kind == img::VmaKind::Vsyscall) continue;
-        if (r.kind == img::VmaKind::File) CR_TRY(check_file(pid, r));
+        if (r.kind == img::VmaKind::File && is_unlinked(m)) {
+            if (!pre_dump) r.unlinked = CR_TRY(m_unlinked.describe(ctx, pid, m));
+        } else if (r.kind == img::VmaKind::File) {
+            CR_TRY(check_file(pid, r));
+        }
         bool has_pages = !is_special(r.kind) && !(r.kind == img::VmaKind::File && m.shared);
-        if (has_pages) CR_TRY(plan_pages(pid, r, pagemap.get(), CR_TRY(inc.dirty(pagemap.get(), r)), pm, td.copies));
+        if (has_pages && r.kind == img::VmaKind::SharedAnon)
+            CR_TRY(plan_shared_pages(pid, r, CR_TRY(inc.dirty(pagemap.get(), r)), m_shared_seen, td.copies));
+        else if (has_pages)
+            CR_TRY(plan_pages(pid, r, pagemap.get(), CR_TRY(inc.dirty(pagemap.get(), r)), pm, td.copies));
         td.vmas.push_back(std::move(r));
     }
     td.mm = CR_TRY(read_mm(ctx, pid));
@@ -199,7 +207,8 @@ Result<void> MemoryHandler::dump_finish(sdk::Context& ctx) {
                                           map_flags(m), r.kind, m.offset,
                                           fbb.CreateString(m.path), m.dev, m.ino, m.has_flag("mw"),
                                           r.kind == img::VmaKind::SharedAnon ? m.ino : 0, r.file_size,
-                                          r.file_mtime_ns, fbb.CreateString(m.vmflags)));
+                                          r.file_mtime_ns, fbb.CreateString(m.vmflags), r.unlinked.holder_pid,
+                                          r.unlinked.holder_fd, r.unlinked.unlinked));
         }
         const MmRecord& mm = td.mm;
         auto mmf = img::CreateMmFields(fbb, mm.start_code, mm.end_code, mm.start_data, mm.end_data, mm.start_brk,
@@ -216,7 +225,8 @@ Result<void> MemoryHandler::dump_finish(sdk::Context& ctx) {
             td.pages_dumped, td.pages_zero, fbb.CreateVectorOfStructs(parent_runs),
             fbb.CreateVectorOfStrings(td.parent_files), td.tracker_fd, td.tracker_ino, td.start_time, td.pages_parent));
     }
-    fbb.Finish(img::CreateMemoryImage(fbb, fbb.CreateVector(tasks)), img::MemoryImageIdentifier());
+    auto unlinked = m_unlinked.build(fbb);
+    fbb.Finish(img::CreateMemoryImage(fbb, fbb.CreateVector(tasks), unlinked), img::MemoryImageIdentifier());
     return sdk::write_section(ctx, "memory.cr", fbb);
 }
 

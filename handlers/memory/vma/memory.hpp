@@ -10,10 +10,12 @@
 #include "maps.hpp"
 #include "memory_generated.h"
 #include "pages.hpp"
+#include "unlinked.hpp"
 
 #include <cr/sdk/handler.hpp>
 
 #include <map>
+#include <set>
 
 namespace cr::memory {
 
@@ -24,6 +26,7 @@ struct VmaRecord {
     img::VmaKind kind = img::VmaKind::Anon;
     uint64_t file_size = 0;
     uint64_t file_mtime_ns = 0;
+    UnlinkedRef unlinked{};  // File mappings of deleted files and memfds
 };
 
 struct MmRecord {
@@ -91,6 +94,8 @@ private:
     std::vector<uint64_t> m_tracker_inos;        // trackers the chain left in tasks
     const img::MemoryImage* m_image = nullptr;
     std::map<uint64_t, UniqueFd> m_shmem;  // restore: shared anonymous objects, by id
+    UnlinkedFiles m_unlinked;
+    std::set<std::pair<uint64_t, uint64_t>> m_shared_seen;  // dump: shared anonymous pages copied
 };
 
 // Helpers shared by dump and restore.

@@ -308,7 +308,7 @@ Result<void> MemoryHandler::prepare(sdk::Context& ctx) {
                 v->start() < prev_end)
                 return Error(strf("memory.cr: pid %d: bad mapping 0x%lx-0x%lx", tm->pid(), v->start(), v->end()));
             prev_end = v->end();
-            if (v->kind() == img::VmaKind::File && !ctx.flag("skip-file-check")) {
+            if (v->kind() == img::VmaKind::File && !UnlinkedFiles::is_unlinked(*v) && !ctx.flag("skip-file-check")) {
                 std::string path = v->path() ? v->path()->str() : "";
                 struct stat st{};
                 if (::stat(path.c_str(), &st) != 0)
@@ -335,6 +335,7 @@ Result<void> MemoryHandler::prepare(sdk::Context& ctx) {
         CR_TRY(check_parent_runs(ctx, *tm));
         CR_TRY(fill_shared(tm, pages.get()));
     }
+    CR_TRY(m_unlinked.prepare(ctx, *m_image));
     return {};
 }
 
@@ -399,7 +400,7 @@ Result<void> MemoryHandler::restore_task(sdk::Context& ctx, pid_t pid) {
         if (v->kind() == img::VmaKind::SharedAnon) {
             fd = CR_TRY(rm.open_ours(m_shmem.at(v->shmem_id()).get(), O_RDWR));
         } else if (v->kind() == img::VmaKind::File) {
-            std::string path = v->path() ? v->path()->str() : "";
+            std::string path = CR_TRY(m_unlinked.path_for(*v));
             int mode = shared && v->may_write() ? O_RDWR : O_RDONLY;
             std::string key = path + (mode == O_RDWR ? "\n1" : "\n0");
             if (!files.count(key)) files[key] = CR_TRY(rm.open(path, mode));
