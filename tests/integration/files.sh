@@ -3,7 +3,8 @@
 # parent and child, O_PATH and directory descriptors, files deleted while open, flock, OFD and
 # POSIX locks) is dumped and restored and checks itself. Between the dump and the restore, a
 # changed file and a missing file each stop the restore with a clear error and lose nothing.
-# Things cr cannot save (a lease, a removed directory) fail the dump and the target runs on.
+# A dump with --leave-running disturbs nothing. Things cr cannot save (a lease, a removed
+# directory) fail the dump and the target runs on.
 source "$(dirname "$0")/lib.sh"
 
 # Restores IMG expecting an error that names NEEDLEs; no process of the image may be left.
@@ -51,6 +52,21 @@ case_roundtrip() {
     [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
 }
 
+# A dump that leaves the tree running changes nothing it holds: positions, deleted files (read
+# through descriptions of cr's own), locks.
+case_leave_running() {
+    local wl=$T/lr pid
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/lr.log" "$WL_DIR/wl_files" "$wl")
+    wait_file "$wl/ready" 30
+    cr_capture dump --leave-running -t "$pid" -D "$T/lr-img"
+    [[ $CR_RC -eq 0 ]] || fail "cr dump --leave-running -t $pid failed ($CR_RC): $CR_ERR"
+    assert_untraced "$pid"
+    touch "$wl/go"
+    wait_file "$wl/result" 30
+    [[ $(<"$wl/result") == ok ]] || fail "after cr dump --leave-running the workload says: $(<"$T/lr.log")"
+}
+
 # A dump that must fail naming pid, fd and what is wrong; the target runs on, untraced.
 refused_dump() { # KIND NEEDLE...
     local kind=$1 wl=$T/bad-$1 pid
@@ -72,6 +88,7 @@ case_lease() { refused_dump lease "lease.dat" "LEASE" "not supported"; }
 case_deleted_dir() { refused_dump deleted-dir "gone (deleted)" "deleted directory is not supported"; }
 
 run_case roundtrip case_roundtrip
+run_case leave_running case_leave_running
 run_case lease case_lease
 run_case deleted_dir case_deleted_dir
 finish_cases

@@ -7,7 +7,8 @@
  *     one (an hour ahead, cancel-on-set), an expired one holding 42 unread expirations and a
  *     periodic 50 ms one;
  *   - an epoll instance watching an eventfd, a pipe (edge-triggered), a timerfd and a nested
- *     epoll that watches the semaphore eventfd (one-shot);
+ *     epoll that watches the semaphore eventfd (one-shot); a child that inherited the instance
+ *     adds an eventfd of its own, at an fd number the parent does not use;
  *   - an inotify instance with watches 1, 2, 3 and 5 (4 was removed) on files of DIR.
  * Writes DIR/ready, waits for DIR/go, checks counts, masks, timers, registrations (as fdinfo
  * shows them and as epoll_wait reports them) and watch descriptors, writes DIR/result and
@@ -30,6 +31,7 @@
 #define COUNT 12345u
 #define SEM_COUNT 3u
 #define TICKS 42u
+#define CHILD_FD 60 /* the child's eventfd, registered by the child in the shared epoll */
 
 struct reg {
     int* fd;
@@ -42,6 +44,8 @@ static struct {
     uint64_t ticks_expected;
     struct timespec abs_expiry;
     int wd[6];
+    int child_fd;
+    pid_t child;
 } g;
 
 static void setup_eventfds(void) {
@@ -90,6 +94,7 @@ static struct reg k_regs[] = {
     {&g.pipe_r, EPOLLIN | EPOLLET, 0x2222},
     {&g.t_ticks, EPOLLIN, 0xdeadbeefcafeull},
     {&g.ep2, EPOLLIN, 0x4444},
+    {&g.child_fd, EPOLLIN, 0x7777},
 };
 static struct reg k_regs2[] = {{&g.sem, EPOLLIN | EPOLLONESHOT, 0x5555}};
 
@@ -110,7 +115,22 @@ static void setup_epoll(void) {
     g.ep2 = epoll_create1(EPOLL_CLOEXEC);
     if (g.ep < 0 || g.ep2 < 0) wl_die("wl_event", "epoll_create1");
     add_all(g.ep2, k_regs2, 1);
-    add_all(g.ep, k_regs, sizeof k_regs / sizeof k_regs[0]);
+    add_all(g.ep, k_regs, sizeof k_regs / sizeof k_regs[0] - 1);
+    g.child_fd = CHILD_FD;
+    g.child = fork();
+    if (g.child < 0) wl_die("wl_event", "fork");
+    if (g.child == 0) {
+        int e = eventfd(1, EFD_CLOEXEC);
+        if (e < 0 || dup2(e, CHILD_FD) != CHILD_FD) _exit(2);
+        close(e);
+        struct reg* mine = &k_regs[sizeof k_regs / sizeof k_regs[0] - 1];
+        struct epoll_event ev = {.events = mine->events, .data.u64 = mine->data};
+        if (epoll_ctl(g.ep, EPOLL_CTL_ADD, CHILD_FD, &ev) != 0) _exit(3);
+        if (wl_write_file(g_wl_dir, "child-ready", "") != 0) _exit(4);
+        wl_wait_for("checked"); /* the registration lives as long as the child's eventfd */
+        _exit(0);
+    }
+    wl_wait_for("child-ready");
 }
 
 static const char* const k_watched[] = {"w1", "w2", "w3", "w4", "w5"};
@@ -209,9 +229,10 @@ static void check_epoll(void) {
     for (int i = 0; i < n; ++i) {
         if (ev[i].data.u64 == 0x2222) seen |= 1;
         if (ev[i].data.u64 == 0x4444) seen |= 2;
+        if (ev[i].data.u64 == 0x7777) seen |= 4;
     }
-    WL_CHECK(seen == 3, "epoll_wait: %d events, pipe %s, nested epoll %s", n, seen & 1 ? "ready" : "missing",
-             seen & 2 ? "ready" : "missing");
+    WL_CHECK(seen == 7, "epoll_wait: %d events, pipe %s, nested epoll %s, the child's eventfd %s", n,
+             seen & 1 ? "ready" : "missing", seen & 2 ? "ready" : "missing", seen & 4 ? "ready" : "missing");
     struct epoll_event inner;
     WL_CHECK(epoll_wait(g.ep2, &inner, 1, 0) == 1 && inner.data.u64 == 0x5555, "nested epoll: the semaphore is not ready");
 }
@@ -297,10 +318,13 @@ int main(int argc, char** argv) {
     setup_epoll();
     setup_inotify();
     wl_ready_then_wait(self_test);
+    if (g_wl_corrupt && eventfd_write(g.counter, 1) != 0) wl_die("wl_event", "eventfd_write");
     check_epoll(); /* first: it looks at readiness before anything is read */
     check_eventfds();
     check_signalfd();
     check_timers();
     check_inotify();
+    wl_write_file(g_wl_dir, "checked", "");
+    wl_reap(g.child, "child");
     return wl_verdict();
 }

@@ -199,6 +199,8 @@ int main(int argc, char** argv) {
     int self_test = wl_start(argc, argv, "wl_fifo");
     setup();
     wl_ready_then_wait(self_test);
+    char lost;
+    if (g_wl_corrupt && read(g.b_r, &lost, 1) != 1) wl_die("wl_fifo", "read"); /* one byte short in fifo b */
     check();
     return wl_verdict();
 }

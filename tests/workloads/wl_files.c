@@ -229,6 +229,7 @@ static void expect_posix_holder(const char* name, short type, off_t start, off_t
 
 static int lock_checker(pid_t parent) {
     g_wl_name = "wl_files lock check";
+    g_wl_fails = 0; /* its own count: the parent's so far came with the fork */
     int fd = must_open("flock.lck", O_RDWR, 0);
     WL_CHECK(flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK, "flock.lck: not locked exclusively");
     close(fd);
@@ -298,6 +299,11 @@ int main(int argc, char** argv) {
     wl_wait_for("child-ready");
 
     wl_ready_then_wait(self_test);
+    uint8_t byte;
+    if (g_wl_corrupt && pread(g.rw, &byte, 1, 4000) == 1) { /* one bit of data.bin */
+        byte ^= 0x40;
+        if (pwrite(g.rw, &byte, 1, 4000) != 1) wl_die("wl_files", "pwrite");
+    }
     check_files();
     check_deleted();
     check_locks();

@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
     if (g.child < 0) wl_die("wl_memfd", "fork");
     if (g.child == 0) _exit(child_main());
     wl_ready_then_wait(self_test);
+    if (g_wl_corrupt) g.data_map[10] ^= 0x40;
     check_data();
     check_others();
     return wl_verdict();

@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
     /* Out of the parent's page tables, not out of the shared memory: only the child maps it. */
     if (madvise(g.anon + DROPPED_PAGE * PAGE, PAGE, MADV_DONTNEED) != 0) wl_die("wl_shared", "madvise");
     wl_ready_then_wait(self_test);
+    if (g_wl_corrupt) g.cow[PAGE + 5] ^= 0x40;
     write_later(0);
     wl_wait_for("child-wrote");
     wl_write_file(g_wl_dir, "parent-wrote", "");

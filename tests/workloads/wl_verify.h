@@ -1,6 +1,8 @@
 /* Shared frame of the fd-family workloads (wl_files, wl_fifo, wl_event, wl_memfd, wl_shared):
- * usage "NAME DIR | NAME --self-test DIR", readiness and go files, counting and printing
- * differences, the verdict in DIR/result. Header-only, like wl_common.h. */
+ * usage "NAME DIR | NAME --self-test DIR | NAME --self-test-corrupt DIR", readiness and go
+ * files, counting and printing differences, the verdict in DIR/result. Header-only, like
+ * wl_common.h. --self-test runs the checks on an untouched process (they must pass);
+ * --self-test-corrupt first spoils one byte or count of the state (they must fail). */
 #ifndef CR_WL_VERIFY_H
 #define CR_WL_VERIFY_H
 
@@ -12,6 +14,7 @@
 static const char* g_wl_name = "workload";
 static const char* g_wl_dir;
 static unsigned g_wl_fails;
+static int g_wl_corrupt; /* --self-test-corrupt: the workload spoils its state after go */
 
 static void wl_fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 static void wl_fail(const char* fmt, ...) {
@@ -35,12 +38,14 @@ static inline const char* wl_at(char* buf, size_t size, const char* name) {
     return buf;
 }
 
-/* Parses "NAME DIR" or "NAME --self-test DIR"; returns 1 in self-test mode. */
+/* Parses "NAME DIR", "NAME --self-test DIR" or "NAME --self-test-corrupt DIR"; returns 1 in
+ * either self-test mode. */
 static inline int wl_start(int argc, char** argv, const char* name) {
     g_wl_name = name;
-    int self_test = argc == 3 && strcmp(argv[1], "--self-test") == 0;
+    g_wl_corrupt = argc == 3 && strcmp(argv[1], "--self-test-corrupt") == 0;
+    int self_test = g_wl_corrupt || (argc == 3 && strcmp(argv[1], "--self-test") == 0);
     if (argc != 2 + self_test) {
-        fprintf(stderr, "usage: %s DIR | %s --self-test DIR\n", name, name);
+        fprintf(stderr, "usage: %s DIR | %s --self-test DIR | %s --self-test-corrupt DIR\n", name, name, name);
         exit(2);
     }
     g_wl_dir = argv[1 + self_test];

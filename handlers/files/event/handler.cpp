@@ -1,6 +1,7 @@
 // cr.files.event: eventfd (count, semaphore mode), signalfd (mask), timerfd (clock, time left,
 // interval, unread expirations), epoll (every registration; nested instances too) and inotify
 // (watches by path, with their descriptors).
+#include <dirent.h>
 #include <event_generated.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -16,10 +17,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cr/sdk/fd.hpp>
 #include <cr/sdk/handler.hpp>
 #include <cr/sdk/image.hpp>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +64,14 @@ Result<std::string> read_text(const std::string& path) {
     }
 }
 
+// A registration and the task that makes it again: one holding the epoll instance (as its
+// fd epfd) that has the registered file at the registered fd number.
+struct EpollReg {
+    EpollLine line;
+    pid_t pid = 0;
+    int epfd = -1;
+};
+
 struct EventRecord {
     uint64_t object_id = 0;
     fb::EventKind kind = fb::EventKind::EventFd;
@@ -71,7 +82,7 @@ struct EventRecord {
     bool semaphore = false;
     uint64_t sigmask = 0;
     TimerFdState timer;
-    std::vector<EpollLine> entries;
+    std::vector<EpollReg> entries;
     std::vector<Watch> watches;
 };
 
@@ -102,21 +113,52 @@ timespec to_timespec(uint64_t ns) {
     return {static_cast<time_t>(ns / k_ns), static_cast<long>(ns % k_ns)};
 }
 
-// Every registration must be reachable in the holding task as (its fd number, the same file),
-// which is what epoll_ctl in the restored task will name.
-Result<void> check_epoll_targets(const cr_fd_info& fd, const std::vector<EpollLine>& entries) {
+// Every task's fds that are this same epoll instance (after fork or SCM_RIGHTS), holder first.
+Result<std::vector<std::pair<pid_t, int>>> epoll_holders(const cr::sdk::Context& ctx,
+                                                         const cr_fd_info& fd) {
+    std::vector<std::pair<pid_t, int>> out{{fd.pid, fd.fd}};
+    for (const cr::sdk::Task& t : ctx.tasks()) {
+        std::string dir = strf("/proc/%d/fd", t.pid);
+        std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), &::closedir);
+        if (!d) return Error::from_errno("opendir", dir);
+        while (const dirent* e = ::readdir(d.get())) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+            int n = std::atoi(e->d_name);
+            if (t.pid == fd.pid && n == fd.fd) continue;
+            if (::syscall(SYS_kcmp, fd.pid, t.pid, KCMP_FILE, fd.fd, n) == 0)
+                out.emplace_back(t.pid, n);
+        }
+    }
+    return out;
+}
+
+// epoll_ctl in a restored task names the target by fd number: each registration goes to a task
+// holding the instance whose fd `tfd` is still the file registered (kcmp KCMP_EPOLL_TFD).
+Result<std::vector<EpollReg>> assign_epoll_entries(const cr::sdk::Context& ctx,
+                                                   const cr_fd_info& fd,
+                                                   const std::vector<EpollLine>& entries) {
+    auto holders = CR_TRY(epoll_holders(ctx, fd));
+    std::vector<EpollReg> out;
     std::map<int, uint32_t> seen;  // tfd -> how many entries with that number came before
     for (const EpollLine& e : entries) {
-        kcmp_epoll_slot slot{static_cast<uint32_t>(fd.fd), static_cast<uint32_t>(e.tfd),
-                             seen[e.tfd]++};
-        long r = ::syscall(SYS_kcmp, fd.pid, fd.pid, KCMP_EPOLL_TFD, e.tfd, &slot);
-        if (r != 0)
-            return Error(strf(
-                "epoll watches a file registered as fd %d, which is no longer at fd %d of pid %d "
-                "(closed or replaced since): not supported",
-                e.tfd, e.tfd, fd.pid));
+        uint32_t toff = seen[e.tfd]++;
+        EpollReg reg{e};
+        for (const auto& [pid, epfd] : holders) {
+            kcmp_epoll_slot slot{static_cast<uint32_t>(epfd), static_cast<uint32_t>(e.tfd), toff};
+            if (::syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, e.tfd, &slot) == 0) {
+                reg.pid = pid;
+                reg.epfd = epfd;
+                break;
+            }
+        }
+        if (reg.pid == 0)
+            return Error(
+                strf("epoll watches a file registered as fd %d, which is no longer at fd %d of "
+                     "any task holding the epoll (closed or replaced since): not supported",
+                     e.tfd, e.tfd));
+        out.push_back(reg);
     }
-    return {};
+    return out;
 }
 
 class FilesEventHandler {
@@ -173,8 +215,9 @@ public:
                     ull(rec.timer.value_ns), ull(rec.timer.interval_ns), ull(rec.timer.ticks)));
                 break;
             case fb::EventKind::Epoll:
-                rec.entries = CR_TRY_CTX(parse_epoll(text), info_path);
-                CR_TRY_CTX(check_epoll_targets(*fd, rec.entries), where);
+                rec.entries = CR_TRY_CTX(
+                    assign_epoll_entries(ctx, *fd, CR_TRY_CTX(parse_epoll(text), info_path)),
+                    where);
                 ctx.debug(strf("%s: %zu registrations", where.c_str(), rec.entries.size()));
                 break;
             case fb::EventKind::Inotify: {
@@ -200,8 +243,9 @@ public:
         std::vector<flatbuffers::Offset<fb::EventObject>> objects;
         for (const EventRecord& r : m_records) {
             std::vector<flatbuffers::Offset<fb::EpollEntry>> entries;
-            for (const EpollLine& e : r.entries)
-                entries.push_back(fb::CreateEpollEntry(fbb, e.tfd, e.events, e.data));
+            for (const EpollReg& e : r.entries)
+                entries.push_back(fb::CreateEpollEntry(fbb, e.line.tfd, e.line.events, e.line.data,
+                                                       e.pid, e.epfd));
             std::vector<flatbuffers::Offset<fb::InotifyWatch>> watches;
             for (const Watch& w : r.watches)
                 watches.push_back(
@@ -237,15 +281,18 @@ public:
     Result<void> restore_stub(cr::sdk::Context&, pid_t pid) {
         if (!m_image || !m_image->objects()) return {};
         for (const fb::EventObject* o : *m_image->objects()) {
-            if (o->kind() != fb::EventKind::Epoll || o->pid() != pid || !o->entries()) continue;
+            if (o->kind() != fb::EventKind::Epoll || !o->entries()) continue;
             for (const fb::EpollEntry* e : *o->entries()) {
+                pid_t by = e->pid() != 0 ? e->pid() : o->pid();
+                int epfd = e->pid() != 0 ? e->epfd() : o->fd();
+                if (by != pid) continue;
                 epoll_event ev{};
                 ev.events = e->events();
                 ev.data.u64 = e->data();
-                if (::epoll_ctl(o->fd(), EPOLL_CTL_ADD, e->tfd(), &ev) != 0)
+                if (::epoll_ctl(epfd, EPOLL_CTL_ADD, e->tfd(), &ev) != 0)
                     return Error::from_errno(
-                        strf("event.cr: pid %d fd %d: epoll_ctl(EPOLL_CTL_ADD) of fd %d", pid,
-                             o->fd(), e->tfd()));
+                        strf("event.cr: pid %d fd %d: epoll_ctl(EPOLL_CTL_ADD) of fd %d", pid, epfd,
+                             e->tfd()));
             }
         }
         return {};
