@@ -28,6 +28,9 @@ set(CPACK_PACKAGE_NAME cr)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR "the cr project")
 set(CPACK_PACKAGE_CONTACT "cr maintainers <cr-maintainers@localhost>")
+# CPackDeb puts a summary that differs from this default in front of every package's own
+# description; ours starts with its own one-line summary.
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${CMAKE_PROJECT_NAME} built using CMake")
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES TRUE)
@@ -55,17 +58,17 @@ foreach(entry ${cr_handlers})
   string(TOUPPER ${component} upper)
   set(CPACK_COMPONENT_${upper}_DEPENDS core)
   set(CPACK_COMPONENT_${upper}_DESCRIPTION
-      "cr handler ${id}\nThe ${id} handler of cr, loaded by cr dump and cr restore when installed.")
+      "cr handler ${id}\nThe ${id} handler of cr (checkpoint/restore for Linux process trees),\nloaded by cr dump and cr restore when installed.")
   set(CPACK_DEBIAN_${upper}_PACKAGE_SECTION admin)
 endforeach()
 set(CPACK_COMPONENTS_ALL ${cr_components})
 
 set(CPACK_COMPONENT_CORE_DESCRIPTION
-    "checkpoint/restore for Linux process trees\ncr freezes a running process tree, writes it to an image directory and brings it back later. This package holds the cr command, its framework library, the reflection schemas of the built-in image sections, man pages and bash completion. Resources are saved by handlers, each in its own cr-handler-* package.")
+    "checkpoint/restore for Linux process trees\ncr freezes a running process tree, writes it to an image directory and brings\nit back later. This package holds the cr command, its framework library, the\nreflection schemas of the built-in image sections, man pages and bash\ncompletion. Resources are saved by handlers, each in its own cr-handler-*\npackage.")
 set(CPACK_DEBIAN_CORE_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_COMPONENT_SDK_DEPENDS core)
 set(CPACK_COMPONENT_SDK_DESCRIPTION
-    "SDK to write cr handlers\nHeaders, CMake package (find_package(cr) and cr_add_handler) and FlatBuffers schemas to build cr handlers outside the cr source tree.")
+    "SDK to write cr handlers\nHeaders, CMake package (find_package(cr) and cr_add_handler) and FlatBuffers\nschemas to build cr handlers outside the cr source tree.")
 set(CPACK_DEBIAN_SDK_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_SDK_PACKAGE_DEPENDS "cmake (>= 3.25), libflatbuffers-dev, flatbuffers-compiler, g++ (>= 4:12)")
 

@@ -8,12 +8,10 @@
 #include <cr/sdk/log.hpp>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
-#include <iterator>
 #include <sstream>
 
 namespace cr::cli {
@@ -38,9 +36,10 @@ std::string dir_of(const std::string& path) {
 }
 
 // The image's own entry for file, so the schema is the one the handler wrote it with.
-Result<std::string> image_schema_id(const fw::Manifest& m, const std::string& dir, const std::string& file) {
+Result<std::string> image_schema_id(const std::string& dir, const std::string& file) {
     if (file == fw::k_manifest_file) return std::string("CRMF");
-    for (const auto& s : m.sections) {
+    auto reader = CR_TRY(fw::ImageReader::open(dir));
+    for (const auto& s : reader.manifest().sections) {
         if (s.file != file) continue;
         if (s.schema_id.empty())
             return Error(strf("image %s: %s is a raw file, not a FlatBuffers section", dir.c_str(), file.c_str()));
@@ -122,17 +121,9 @@ int encode_main(int argc, char** argv) {
     if (image.empty() && schema_id.empty() && bfbs.empty())
         return fail("encode", "which schema? give --schema ID, --bfbs FILE or --image DIR --section NAME");
     if (!image.empty() && schema_id.empty() && bfbs.empty()) {
-        std::string id;
-        if (section == fw::k_manifest_file) {
-            id = "CRMF";
-        } else {
-            auto reader = fw::ImageReader::open(image);
-            if (!reader) return fail("encode", reader.error().message());
-            auto r = image_schema_id(reader->manifest(), image, section);
-            if (!r) return fail("encode", r.error().message());
-            id = *r;
-        }
-        schema_id = id;
+        auto id = image_schema_id(image, section);
+        if (!id) return fail("encode", id.error().message());
+        schema_id = *id;
     }
     auto schema = !bfbs.empty() ? load_schema(bfbs) : find_schema(schema_id, schema_search_path(dirs));
     if (!schema) return fail("encode", schema.error().message());
