@@ -223,7 +223,7 @@ Result<void> fill_pages(sdk::Context& ctx, Remote& rm, const img::TaskMemory& tm
     return rm.close(fd);
 }
 
-Result<void> set_mm(Remote& rm, const img::TaskMemory& tm) {
+Result<void> set_mm(Remote& rm, const img::TaskMemory& tm, const std::string& exe_path) {
     const img::MmFields* mm = tm.mm();
     prctl_mm_map map{};
     map.start_code = mm->start_code();
@@ -243,7 +243,6 @@ Result<void> set_mm(Remote& rm, const img::TaskMemory& tm) {
     map.auxv = reinterpret_cast<__u64*>(rm.addr(k_mm_area + sizeof map));
     map.auxv_size = static_cast<__u32>(auxv.size() * 8);
     int exe = -1;
-    std::string exe_path = mm->exe_path() ? mm->exe_path()->str() : "";
     if (!exe_path.empty()) exe = CR_TRY(rm.open(exe_path, O_RDONLY));
     map.exe_fd = static_cast<__u32>(exe);
     CR_TRY(rm.write(k_mm_area, &map, sizeof map));
@@ -422,7 +421,7 @@ Result<void> MemoryHandler::restore_task(sdk::Context& ctx, pid_t pid) {
     CR_TRY(fill_parent_pages(ctx, pid, *tm));
     for (const img::Vma* v : reprotect)
         CR_TRY(rm.call(SYS_mprotect, "mprotect", {v->start(), v->end() - v->start(), v->prot()}));
-    CR_TRY(set_mm(rm, *tm));
+    CR_TRY(set_mm(rm, *tm, m_unlinked.exe_path_for(*tm)));
     ctx.debug(strf("pid %d: %u mappings, %lu pages restored", pid, tm->vmas()->size(), tm->pages_dumped()));
     return {};
 }

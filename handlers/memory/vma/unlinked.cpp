@@ -124,8 +124,12 @@ Result<void> UnlinkedFiles::prepare(sdk::Context& ctx, const img::MemoryImage& i
         CR_TRY_CTX(file_contents::fill(fd.get(), contents.get(), extents, f->size()), where);
         if (::fchmod(fd.get(), static_cast<mode_t>(f->mode() & 07777)) != 0)
             return Error::from_errno(where + ": fchmod");
+        // Kept read-only: a descriptor open for writing would make PR_SET_MM_MAP refuse the file
+        // as the task's executable. Tasks open it through /proc with the mode they need.
+        UniqueFd ro(::open(strf("/proc/self/fd/%d", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+        if (!ro) return Error::from_errno(where + ": reopen read-only");
         ctx.debug(strf("%s: %llu bytes, made again", where.c_str(), ull(f->size())));
-        m_made[index] = std::move(fd);
+        m_made[index] = std::move(ro);
     }
     return {};
 }
@@ -141,6 +145,15 @@ Result<std::string> UnlinkedFiles::path_for(const img::Vma& v) const {
         return strf("/proc/%d/fd/%d", ::getpid(), it->second.get());
     }
     return v.path() ? v.path()->str() : std::string();
+}
+
+std::string UnlinkedFiles::exe_path_for(const img::TaskMemory& tm) const {
+    std::string exe = tm.mm() && tm.mm()->exe_path() ? tm.mm()->exe_path()->str() : "";
+    if (!exe.ends_with(k_deleted)) return exe;
+    for (const img::Vma* v : *tm.vmas())
+        if (v->kind() == img::VmaKind::File && is_unlinked(*v) && v->path() && v->path()->str() == exe)
+            if (auto p = path_for(*v)) return *p;
+    return exe;  // no mapping of it: the open fails and says which file
 }
 
 }  // namespace cr::memory

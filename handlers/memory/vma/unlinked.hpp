@@ -39,6 +39,8 @@ public:
     Result<void> prepare(sdk::Context& ctx, const img::MemoryImage& image);
     // The path a task opens to map v: its own path for an ordinary file.
     Result<std::string> path_for(const img::Vma& v) const;
+    // The path a task opens to name its executable: a deleted one is the file of a mapping of it.
+    [[nodiscard]] std::string exe_path_for(const img::TaskMemory& tm) const;
     [[nodiscard]] static bool is_unlinked(const img::Vma& v) {
         return v.holder_pid() != 0 || v.unlinked() != 0;
     }
