@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cr/sdk/fd.hpp>
 #include <cr/sdk/handler.hpp>
 #include <cr/sdk/image.hpp>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>

@@ -151,7 +151,8 @@ std::string UnlinkedFiles::exe_path_for(const img::TaskMemory& tm) const {
     std::string exe = tm.mm() && tm.mm()->exe_path() ? tm.mm()->exe_path()->str() : "";
     if (!exe.ends_with(k_deleted)) return exe;
     for (const img::Vma* v : *tm.vmas())
-        if (v->kind() == img::VmaKind::File && is_unlinked(*v) && v->path() && v->path()->str() == exe)
+        if (v->kind() == img::VmaKind::File && is_unlinked(*v) && v->path() &&
+            v->path()->str() == exe)
             if (auto p = path_for(*v)) return *p;
     return exe;  // no mapping of it: the open fails and says which file
 }
