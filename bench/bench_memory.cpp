@@ -80,13 +80,19 @@ void round_of(const std::string& cr, const std::string& dir, size_t size, const 
     pid_t pid = start_holder(size);
     double gib = double(size) / double(1 << 30);
 
+    // Each measured step starts with nothing dirty in the page cache: writeback of what an
+    // earlier step wrote would otherwise be charged to whichever step came next.
+    sync();
     f.dump_bound.push_back(gib / write_bound(bound, buf, size));
     unlink(bound.c_str());
+    sync();
     Ran d = run_ok({cr, "dump", "-t", std::to_string(pid), "-D", img});
     f.dump.push_back(gib / d.seconds);
     wait_gone(pid);
 
+    sync();
     f.restore_bound.push_back(gib / read_bound(img + "/pages-" + std::to_string(pid) + ".img", size));
+    sync();
     Ran r = run_ok({cr, "restore", "-D", img, "-d"});
     f.restore.push_back(gib / r.seconds);
     kill_and_reap(pid);

@@ -58,7 +58,7 @@ wait_pid_free "$pid"
 
 flip_byte "$d1/pages-$pid.img"
 cr_capture restore -D "$fin" -d
-expect_cr_error restore "d1" "pages-$pid.img" "sha256 mismatch"
+expect_cr_error restore "d1" "pages-$pid.img" "crc32c mismatch"
 is_running "$pid" && fail "pid $pid runs although its image is corrupted"
 wait_pid_free "$pid"
 

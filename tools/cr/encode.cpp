@@ -1,5 +1,5 @@
 // cr encode: JSON (as cr decode prints it) back into a FlatBuffers section. With --image the
-// section replaces the one in an image directory and the manifest's size and sha256 follow,
+// section replaces the one in an image directory and the manifest's size and checksum follow,
 // so an edited image restores like any other.
 #include "commands.hpp"
 #include "options.hpp"
@@ -48,7 +48,7 @@ Result<std::string> image_schema_id(const std::string& dir, const std::string& f
     return Error(strf("image %s: the manifest lists no section %s", dir.c_str(), file.c_str()));
 }
 
-// Writes the section, then a manifest with its new size and sha256 (each one atomic).
+// Writes the section, then a manifest with its new size and checksum (each one atomic).
 Result<void> replace_in_image(const std::string& dir, const std::string& file, std::span<const uint8_t> bytes) {
     if (file.find('/') != std::string::npos || file.empty() || file == "." || file == "..")
         return Error(strf("--section %s: a plain file name of the image is expected", file.c_str()));
@@ -58,7 +58,10 @@ Result<void> replace_in_image(const std::string& dir, const std::string& file, s
     for (auto& s : m.sections) {
         if (s.file != file) continue;
         s.size = bytes.size();
-        s.sha256 = fw::Sha256::of(bytes.data(), bytes.size());
+        if (s.checksum == fw::Checksum::crc32c)
+            s.crc32c = fw::Crc32c::of(bytes.data(), bytes.size());
+        else
+            s.sha256 = fw::Sha256::of(bytes.data(), bytes.size());
     }
     CR_TRY(write_file_replacing(dir + "/" + file, bytes));
     auto manifest = fw::encode_manifest(m);
@@ -113,7 +116,7 @@ int encode_main(int argc, char** argv) {
                "       cr encode -D DIR --section NAME [JSON]\n\n"
                "Turns JSON as printed by 'cr decode' back into a FlatBuffers section. With -D the\n"
                "section NAME of image DIR is replaced (its schema taken from the manifest) and the\n"
-               "manifest's size and sha256 of it are updated; NAME may be manifest.cr itself.",
+               "manifest's size and checksum of it are updated; NAME may be manifest.cr itself.",
                &pos))
         return 0;
     if (image.empty() != section.empty()) return fail("encode", "--image and --section go together");

@@ -1,5 +1,5 @@
 // cr inspect: what an image holds, without restoring it: the process tree, open files and
-// sockets, memory totals, handlers and sections. Every section read is checked (size, sha256,
+// sockets, memory totals, handlers and sections. Every section read is checked (size, checksum,
 // verifier) on the way, so a clean inspect also says the image is intact.
 #include "commands.hpp"
 #include "options.hpp"
@@ -324,9 +324,12 @@ void print_json(const ImageView& v, const std::string& dir) {
     out += "],\"sections\":[";
     for (size_t i = 0; i < m.sections.size(); ++i) {
         const auto& s = m.sections[i];
-        out += strf("%s{\"file\":%s,\"handler\":%s,\"version\":%s,\"schema\":%s,\"size\":%s,\"sha256\":%s}", i ? "," : "",
+        std::string checksum = s.checksum == fw::Checksum::crc32c
+                                   ? strf("\"crc32c\":\"%08x\"", s.crc32c)
+                                   : "\"sha256\":" + quote(fw::Sha256::hex(s.sha256));
+        out += strf("%s{\"file\":%s,\"handler\":%s,\"version\":%s,\"schema\":%s,\"size\":%s,%s}", i ? "," : "",
                     quote(s.file).c_str(), quote(s.handler_id).c_str(), quote(s.handler_version).c_str(),
-                    quote(s.schema_id).c_str(), num(s.size).c_str(), quote(fw::Sha256::hex(s.sha256)).c_str());
+                    quote(s.schema_id).c_str(), num(s.size).c_str(), checksum.c_str());
     }
     out += "]}\n";
     std::fputs(out.c_str(), stdout);

@@ -57,9 +57,10 @@ Result<void> write_file(const std::string& path, std::span<const uint8_t> bytes)
     return {};
 }
 
-// Size and sha256 of an open file, read from the start in chunks.
-Result<std::pair<uint64_t, Digest>> hash_fd_read(int fd) {
-    Sha256 h;
+// Size and checksum of an open file, read from the start in chunks. H is Sha256 or Crc32c.
+template <class H>
+Result<std::pair<uint64_t, H>> digest_fd_read(int fd) {
+    H h;
     std::vector<uint8_t> buf(k_chunk);
     uint64_t size = 0;
     for (;;) {
@@ -70,29 +71,28 @@ Result<std::pair<uint64_t, Digest>> hash_fd_read(int fd) {
         h.update(buf.data(), size_t(n));
         size += uint64_t(n);
     }
-    return std::pair{size, h.finish()};
+    return std::pair{size, h};
 }
 
 // The same through mappings of the page cache, which spares a copy per byte (page files are
-// hashed whole before a restore resumes anything).
-Result<std::pair<uint64_t, Digest>> hash_fd(int fd) {
+// checked whole before a restore resumes anything).
+template <class H>
+Result<std::pair<uint64_t, H>> digest_fd(int fd) {
     constexpr size_t k_window = size_t(64) << 20;
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return hash_fd_read(fd);
-    Sha256 h;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return digest_fd_read<H>(fd);
+    H h;
     uint64_t size = uint64_t(st.st_size);
     for (uint64_t off = 0; off < size; off += k_window) {
         size_t len = size_t(std::min<uint64_t>(k_window, size - off));
-        void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, off_t(off));
-        if (m == MAP_FAILED) return hash_fd_read(fd);
-        ::madvise(m, len, MADV_SEQUENTIAL);
+        void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(off));
+        if (m == MAP_FAILED) return digest_fd_read<H>(fd);
         h.update(m, len);
         ::munmap(m, len);
     }
-    // A file that grew meanwhile is not what was hashed; the size check after this says so.
+    // A file that grew meanwhile is not what was checked; the size check after this says so.
     if (::fstat(fd, &st) != 0) return Error::from_errno("fstat");
-    if (uint64_t(st.st_size) != size) return std::pair{uint64_t(st.st_size), Digest{}};
-    return std::pair{size, h.finish()};
+    return std::pair{uint64_t(st.st_size), h};
 }
 
 Error file_error(const std::string& dir, std::string_view file, std::string_view why) {
@@ -105,6 +105,7 @@ std::string size_mismatch(uint64_t want, uint64_t have) {
 }
 
 constexpr const char* k_sha_mismatch = "sha256 mismatch (file corrupted or changed)";
+constexpr const char* k_crc_mismatch = "crc32c mismatch (file corrupted or changed)";
 
 // Opens a listed file of the image read-only; refuses what is not a regular file.
 Result<UniqueFd> open_image_file(const std::string& dir, const std::string& file, off_t& size) {
@@ -118,15 +119,21 @@ Result<UniqueFd> open_image_file(const std::string& dir, const std::string& file
     return fd;
 }
 
-// Streams the file through sha256 and compares size and digest with the manifest.
+// Streams the file through its checksum and compares size and checksum with the manifest.
 Result<UniqueFd> open_checked(const std::string& dir, const ManifestSection& s) {
     off_t size = 0;
     UniqueFd fd = CR_TRY(open_image_file(dir, s.file, size));
     if (uint64_t(size) != s.size)
         return file_error(dir, s.file, size_mismatch(s.size, uint64_t(size)));
-    auto [read, digest] = CR_TRY_CTX(hash_fd(fd.get()), where(dir, s.file));
-    if (read != s.size) return file_error(dir, s.file, size_mismatch(s.size, read));
-    if (digest != s.sha256) return file_error(dir, s.file, k_sha_mismatch);
+    if (s.checksum == Checksum::crc32c) {
+        auto [read, crc] = CR_TRY_CTX(digest_fd<Crc32c>(fd.get()), where(dir, s.file));
+        if (read != s.size) return file_error(dir, s.file, size_mismatch(s.size, read));
+        if (crc.value() != s.crc32c) return file_error(dir, s.file, k_crc_mismatch);
+    } else {
+        auto [read, sha] = CR_TRY_CTX(digest_fd<Sha256>(fd.get()), where(dir, s.file));
+        if (read != s.size) return file_error(dir, s.file, size_mismatch(s.size, read));
+        if (sha.finish() != s.sha256) return file_error(dir, s.file, k_sha_mismatch);
+    }
     return fd;
 }
 
@@ -212,8 +219,8 @@ Result<UniqueFd> ImageWriter::create_raw(const std::string& handler_id,
     std::string tmp = temp_name(file);
     m_created.push_back(tmp);
     UniqueFd fd = CR_TRY_CTX(create_0600(join(m_dir, tmp), O_RDWR | O_TRUNC), where(m_dir, file));
-    // An all-zero digest marks the file as pending until finish() reads it back.
-    m_sections.push_back({handler_id, handler_version, "", file, 0, Digest{}});
+    // Size and checksum are filled in by finish().
+    m_sections.push_back({handler_id, handler_version, "", file, 0, Digest{}, Checksum::crc32c, 0});
     std::lock_guard lock(*m_hash_lock);
     m_raw_hash[file] = RawHash{};
     return fd;
@@ -223,7 +230,7 @@ Result<void> ImageWriter::hash_raw(const std::string& file, const void* data, si
     std::lock_guard lock(*m_hash_lock);
     auto it = m_raw_hash.find(file);
     if (it == m_raw_hash.end()) return file_error(m_dir, file, "not a raw file of this image");
-    it->second.sha.update(data, size);
+    it->second.crc.update(data, size);
     it->second.size += size;
     it->second.fed = true;
     return {};
@@ -239,9 +246,10 @@ Result<UniqueFd> ImageWriter::open_log(const std::string& file) {
 Result<void> ImageWriter::finish(Manifest manifest) {
     if (m_finished) return Error(where(m_dir, "") + ": image already finished");
     for (ManifestSection& s : m_sections) {
-        if (s.sha256 != Digest{}) continue;
-        if (auto h = m_raw_hash.find(s.file); h != m_raw_hash.end() && h->second.fed) {
-            // Hashed while written: only the size is checked here, no second pass.
+        auto h = m_raw_hash.find(s.file);
+        if (h == m_raw_hash.end()) continue;  // a section: checksummed when written
+        if (h->second.fed) {
+            // Checksummed while written: only the size is checked here, no second pass.
             struct stat st {};
             if (::stat(join(m_dir, temp_name(s.file)).c_str(), &st) != 0)
                 return Error::from_errno("stat").context(where(m_dir, s.file));
@@ -250,15 +258,15 @@ Result<void> ImageWriter::finish(Manifest manifest) {
                                   "written " + std::to_string(st.st_size) + " bytes but hashed " +
                                       std::to_string(h->second.size));
             s.size = h->second.size;
-            s.sha256 = h->second.sha.finish();
+            s.crc32c = h->second.crc.value();
             continue;
         }
         UniqueFd fd(
             ::open(join(m_dir, temp_name(s.file)).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd) return Error::from_errno("open").context(where(m_dir, s.file));
-        auto [size, digest] = CR_TRY_CTX(hash_fd(fd.get()), where(m_dir, s.file));
+        auto [size, crc] = CR_TRY_CTX(digest_fd<Crc32c>(fd.get()), where(m_dir, s.file));
         s.size = size;
-        s.sha256 = digest;
+        s.crc32c = crc.value();
     }
     manifest.sections = m_sections;
     std::vector<uint8_t> bytes = encode_manifest(manifest);

@@ -18,4 +18,8 @@ enum class Sha256Impl { automatic, portable, shani };
 // CPU lacks the instructions asked for.
 bool sha256_select(Sha256Impl impl);
 
+enum class Crc32cImpl { automatic, portable, sse42 };
+// The same for CRC-32C: the SSE4.2 instruction or the table.
+bool crc32c_select(Crc32cImpl impl);
+
 }  // namespace cr::fw::image_detail

@@ -80,7 +80,9 @@ Manifest from_flatbuffer(const fb::Manifest& in) {
                                 str(s->schema_id()),
                                 str(s->file()),
                                 s->size(),
-                                {}};
+                                {},
+                                static_cast<Checksum>(s->checksum()),
+                                s->crc32c()};
             if (s->sha256() && s->sha256()->size() == k_digest_size)
                 std::memcpy(out.sha256.data(), s->sha256()->data(), k_digest_size);
             m.sections.push_back(std::move(out));
@@ -107,8 +109,15 @@ std::string invalid_reason(const fb::Manifest& in) {
             if (std::string why = image_detail::bad_file_name(name); !why.empty())
                 return "section entry: " + why;
             if (!seen.insert(name).second) return "section " + name + " is listed twice";
-            if (!s->sha256() || s->sha256()->size() != k_digest_size)
+            if (s->checksum() == fb::Checksum::Crc32c) {
+                if (s->schema_id() && s->schema_id()->size() != 0)
+                    return "section " + name + ": only raw files are checked with crc32c";
+            } else if (s->checksum() != fb::Checksum::Sha256) {
+                return "section " + name + ": unknown checksum kind " +
+                       std::to_string(unsigned(s->checksum())) + " (a newer cr wrote it)";
+            } else if (!s->sha256() || s->sha256()->size() != k_digest_size) {
                 return "section " + name + ": sha256 is not 32 bytes";
+            }
             if (s->size() > k_max_file_size)
                 return "section " + name + ": size " + std::to_string(s->size()) + " is not sane";
         }
@@ -144,7 +153,10 @@ std::vector<uint8_t> encode_manifest(const Manifest& m) {
         sections.push_back(
             fb::CreateSection(b, b.CreateString(s.handler_id), b.CreateString(s.handler_version),
                               b.CreateString(s.schema_id), b.CreateString(s.file), s.size,
-                              b.CreateVector(s.sha256.data(), s.sha256.size())));
+                              s.checksum == Checksum::sha256
+                                  ? b.CreateVector(s.sha256.data(), s.sha256.size())
+                                  : b.CreateVector(static_cast<const uint8_t*>(nullptr), 0),
+                              static_cast<fb::Checksum>(s.checksum), s.crc32c));
     }
     std::vector<flatbuffers::Offset<fb::Fd>> fds;
     for (const ManifestFd& f : m.fds) {

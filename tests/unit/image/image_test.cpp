@@ -196,6 +196,7 @@ TEST_F(ImageTest, RoundTrip) {
     EXPECT_EQ(s->schema_id, "VMAS");
     EXPECT_EQ(s->size, 300u);
     auto body = section_body("VMAS", 300);
+    EXPECT_EQ(s->checksum, cr::fw::Checksum::sha256);
     EXPECT_EQ(s->sha256, Sha256::of(body.data(), body.size()));
     auto sec = r->section("cr.memory.vma.cr");
     ASSERT_TRUE(sec.ok()) << sec.error().message();
@@ -208,7 +209,8 @@ TEST_F(ImageTest, RoundTrip) {
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(p->schema_id, "");
     EXPECT_EQ(p->size, raw.size());
-    EXPECT_EQ(p->sha256, Sha256::of(raw.data(), raw.size()));
+    EXPECT_EQ(p->checksum, cr::fw::Checksum::crc32c);
+    EXPECT_EQ(p->crc32c, cr::fw::Crc32c::of(raw.data(), raw.size()));
     auto fd = r->open_raw("pages-4242.img");
     ASSERT_TRUE(fd.ok()) << fd.error().message();
     std::string back(raw.size() + 1, '\0');
@@ -354,10 +356,10 @@ TEST_F(ImageTest, FlippedByteInRawFile) {
     ASSERT_FALSE(fd.ok());
     EXPECT_EQ(fd.error().message(),
               "image " + m_dir.string() +
-                  ": pages-4242.img: sha256 mismatch (file corrupted or changed)");
+                  ": pages-4242.img: crc32c mismatch (file corrupted or changed)");
     auto v = r->verify_all();
     ASSERT_FALSE(v.ok());
-    EXPECT_NE(v.error().message().find("pages-4242.img: sha256 mismatch"), std::string::npos);
+    EXPECT_NE(v.error().message().find("pages-4242.img: crc32c mismatch"), std::string::npos);
     EXPECT_TRUE(r->section("cr.memory.vma.cr").ok());
 }
 

@@ -1,5 +1,5 @@
 // The image directory: manifest.cr, one FlatBuffers section per handler, raw page files.
-// Every file is 0600 in a 0700 directory; every read is checked (size, sha256, verifier).
+// Every file is 0600 in a 0700 directory; every read is checked (size, checksum, verifier).
 #pragma once
 
 #include <cr/sdk/fd.hpp>
@@ -36,6 +36,19 @@ private:
     size_t m_fill = 0;
 };
 
+// CRC-32C (Castagnoli), as iSCSI and ext4 use it: init and final xor 0xffffffff.
+class Crc32c {
+public:
+    void update(const void* data, size_t size);
+    [[nodiscard]] uint32_t value() const { return ~m_state; }
+    static uint32_t of(const void* data, size_t size);
+
+private:
+    uint32_t m_state = 0xffffffffu;
+};
+
+enum class Checksum : uint8_t { sha256 = 0, crc32c = 1 };
+
 struct ManifestTask {
     pid_t pid = 0;
     pid_t ppid = 0;
@@ -68,7 +81,9 @@ struct ManifestSection {
     std::string schema_id;  // "" for raw files
     std::string file;
     uint64_t size = 0;
-    Digest sha256{};
+    Digest sha256{};  // checksum == sha256
+    Checksum checksum = Checksum::sha256;
+    uint32_t crc32c = 0;  // checksum == crc32c (raw files)
 };
 
 struct Manifest {
@@ -105,7 +120,7 @@ public:
     Result<void> write_section(const std::string& handler_id, const std::string& handler_version,
                                const std::string& schema_id, const std::string& file,
                                std::span<const uint8_t> bytes);
-    // A raw file, written by the caller through the returned fd; size and sha256 are taken
+    // A raw file, written by the caller through the returned fd; size and CRC-32C are taken
     // in finish().
     Result<UniqueFd> create_raw(const std::string& handler_id, const std::string& handler_version,
                                 const std::string& file);
@@ -126,7 +141,7 @@ private:
     std::vector<std::string> m_created;  // final names, for abort()
     bool m_finished = false;
     struct RawHash {
-        Sha256 sha;
+        Crc32c crc;
         uint64_t size = 0;
         bool fed = false;
     };
@@ -142,7 +157,7 @@ public:
     [[nodiscard]] const std::string& dir() const { return m_dir; }
     // Whole section, size and sha256 checked against the manifest; cached.
     Result<std::span<const uint8_t>> section(const std::string& file);
-    // Raw file: checked once (size and sha256, streamed), then opened read-only.
+    // Raw file: checked once (size and CRC-32C, streamed), then opened read-only.
     Result<UniqueFd> open_raw(const std::string& file);
     // Checks every file of the manifest.
     Result<void> verify_all();
@@ -151,7 +166,7 @@ public:
     // From now on open_raw checks only the size; verify_raw() has to be run (it may run on
     // another thread while this reader serves sections and opens files).
     void defer_raw_checks() { m_defer_raw = true; }
-    // Streams every raw file through sha256; errors name each bad file.
+    // Streams every raw file through its checksum; errors name each bad file.
     [[nodiscard]] Result<void> verify_raw() const;
     [[nodiscard]] const ManifestSection* find(const std::string& file) const;
 
@@ -170,7 +185,7 @@ Result<std::vector<std::unique_ptr<ImageReader>>> open_parents(const ImageReader
 // reachable from one another, so a set of images moved together stays a chain.
 std::string parent_dir_for(const std::string& dir, const std::string& parent);
 
-// Streams every raw file of an image and of its parents through sha256 on a thread of its own,
+// Streams every raw file of an image and of its parents through its checksum on a thread of its own,
 // while the readers open raw files with a size check only. wait() names every bad file.
 class RawCheck {
 public:
