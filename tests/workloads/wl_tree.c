@@ -1,10 +1,10 @@
 /* wl_tree DIR [N] | --self-test [DIR] | --self-test-corrupt [DIR]
  *
  * A process tree of N tasks (default 210, live, stopped and zombie counted; at least the fixed
- * shape below, 171) with every kind of process identity a restore must bring back:
+ * shape below, 174) with every kind of process identity a restore must bring back:
  *   root                      its own session when started by `cr run`
  *   chain-1 .. chain-50       a chain 50 deep; chain-20 calls setsid, chain-30 makes its own
- *                             group inside that session; the N - 171 filler leaves hang off the
+ *                             group inside that session; the N - 174 filler leaves hang off the
  *                             chain nodes, round robin
  *   wide                      its own group, 100 children: every 10th from 0 calls setsid (the
  *                             first of them has two children, one of which leads a group in that
@@ -16,6 +16,11 @@
  *                             with status 7 led its own group, 8 its own session) and one killed
  *                             by SIGTERM
  *   stopped                   its own group, stopped by SIGSTOP
+ *   adopter                   calls setsid, forks adopted-1 (stays in its group), adopted-2
+ *                             (own group) and adopted-3 (joins adopted-2's group), then exits
+ *                             and is reaped: the three are re-parented to the root (a child
+ *                             subreaper) and live on in a session and an orphaned group whose
+ *                             leader is gone
  * Every task writes DIR/tasks/IDX ("pid ppid pgid sid idx kind role") once its identity is
  * final; the root writes DIR/ready when all are there and the stopped task is stopped. After
  * DIR/go every live task checks getpid/getppid/getpgrp/getsid against its record (the root's
@@ -29,6 +34,7 @@
 #include "wl_check.h"
 
 #include <dirent.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -36,12 +42,12 @@
 #define WL_CHAIN 50
 #define WL_WIDE 100
 #define WL_ZOMBIES 11
-#define WL_FIXED_TASKS 171 /* every node below but the filler leaves and the exited leader */
+#define WL_FIXED_TASKS 174 /* every node below but the filler leaves and the two exited tasks */
 
 enum kind { k_live, k_stopped, k_zombie, k_exited };
 static const char* const k_kind_names[] = {"live", "stopped", "zombie", "exited"};
 enum action { a_none, a_setsid, a_own_group, a_join };
-enum special { s_none, s_lgroup, s_leader, s_zparent, s_zombie_exit, s_zombie_killed };
+enum special { s_none, s_lgroup, s_leader, s_zparent, s_zombie_exit, s_zombie_killed, s_adopter, s_adopted };
 
 struct node {
     int parent;
@@ -111,10 +117,21 @@ static void build_plan(int n_tasks) {
         g_nodes[z].status = s;
     }
     add(root, k_stopped, a_own_group, "stopped", 0);
+    int adopter = add(root, k_exited, a_setsid, "adopter", 0);
+    g_nodes[adopter].special = s_adopter;
+    g_nodes[add(adopter, k_live, a_none, "adopted-1", 0)].special = s_adopted;
+    int a2 = add(adopter, k_live, a_own_group, "adopted-2", 0);
+    g_nodes[a2].special = s_adopted;
+    int a3 = add(adopter, k_live, a_join, "adopted-3", 0);
+    g_nodes[a3].special = s_adopted;
+    g_nodes[a3].join = a2;
     for (int i = 0; i < n_tasks - WL_FIXED_TASKS; ++i) add(chain[1 + i % WL_CHAIN], k_live, a_none, "leaf-%d", i);
 }
 
 static int is_live(int i) { return g_nodes[i].kind == k_live || g_nodes[i].kind == k_stopped; }
+
+/* The node whose task is i's parent once the tree is set up: the adopted belong to the root. */
+static int parent_now(int i) { return g_nodes[i].special == s_adopted ? 0 : g_nodes[i].parent; }
 
 static void dir_path(char* out, size_t size, const char* sub, int idx) {
     char name[64];
@@ -237,6 +254,15 @@ static void spawn_children(void) {
         }
         spawn(c);
     }
+    for (int c = g_self + 1; c < g_count; ++c) {
+        if (g_nodes[c].parent != g_self || g_nodes[c].special != s_adopter) continue;
+        int st;
+        if (waitpid(g_pids[c], &st, 0) != g_pids[c]) die("waitpid (adopter)");
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            errno = 0;
+            die("adopter did not exit with status 0");
+        }
+    }
     if (leader >= 0) {
         /* Every member joined from this side already: the group outlives its leader. */
         wait_file("tasks", leader, 10000);
@@ -296,7 +322,7 @@ static void check_children(struct wl_report* r) {
         p = end;
     }
     for (int c = g_self + 1; c < g_count; ++c) {
-        if (g_nodes[c].parent != g_self || g_nodes[c].kind == k_exited) continue;
+        if (parent_now(c) != g_self || g_nodes[c].kind == k_exited) continue;
         int found = 0;
         for (int i = 0; i < nseen; ++i)
             if (seen[i] == g_pids[c]) found = 1, seen[i] = 0;
@@ -343,10 +369,10 @@ static void check_zombies(struct wl_report* r) {
     }
 }
 
-/* lgroup: the leader's pid names a group with members but no task. */
+/* lgroup and the root: the pid of an exited leader names a group with members but no task. */
 static void check_leaderless(struct wl_report* r) {
     for (int c = g_self + 1; c < g_count; ++c) {
-        if (g_nodes[c].parent != g_self || g_nodes[c].special != s_leader) continue;
+        if (g_nodes[c].parent != g_self || (g_nodes[c].special != s_leader && g_nodes[c].special != s_adopter)) continue;
         pid_t l = g_pids[c];
         if (kill(l, 0) == 0 || errno != ESRCH) {
             char what[96];
@@ -374,7 +400,7 @@ static void check_task(struct wl_report* r) {
     if (sid != g_rec.sid) wl_report_add(r, "getsid: expected %d, found %d", (int)g_rec.sid, (int)sid);
     check_children(r);
     if (g_nodes[g_self].special == s_zparent) check_zombies(r);
-    if (g_nodes[g_self].special == s_lgroup) check_leaderless(r);
+    if (g_nodes[g_self].special == s_lgroup || g_self == 0) check_leaderless(r);
     check_nothing_to_reap(r);
 }
 
@@ -471,7 +497,9 @@ static int root_run(int self_test) {
     char text[64];
     snprintf(text, sizeof text, "%d\n", (int)getpid());
     if (wl_write_file(g_dir, "ready", text) != 0) wl_die("wl_tree", "write ready");
-    printf("wl_tree: ready, pid %d, %d tasks\n", (int)getpid(), g_count - 1); /* the exited leader is no task */
+    int tasks = 0;
+    for (int i = 0; i < g_count; ++i) tasks += g_nodes[i].kind != k_exited;
+    printf("wl_tree: ready, pid %d, %d tasks\n", (int)getpid(), tasks);
     fflush(stdout);
     if (self_test && wl_write_file(g_dir, "go", "") != 0) wl_die("wl_tree", "write go");
     wl_wait_go(g_dir, "wl_tree", 20);
@@ -497,6 +525,21 @@ static void task_main(void) {
     if (g_nodes[g_self].special == s_zombie_exit || g_nodes[g_self].special == s_zombie_killed) zombie_main();
     spawn_children();
     if (g_nodes[g_self].special == s_zparent) confirm_zombies();
+    if (g_nodes[g_self].special == s_adopter) {
+        write_record();
+        _exit(0);
+    }
+    if (g_nodes[g_self].special == s_adopted) {
+        /* Recorded once re-parented: the adopter exits right after forking its children. */
+        int64_t deadline = wl_mono_ns() + 10 * 1000000000ll;
+        while (getppid() != g_pids[0]) {
+            if (wl_mono_ns() > deadline) {
+                errno = ETIMEDOUT;
+                die("not re-parented to the root");
+            }
+            wl_sleep_ms(2);
+        }
+    }
     write_record();
     if (g_nodes[g_self].kind == k_stopped) raise(SIGSTOP);
     wl_wait_go(g_dir, "wl_tree", 100);
@@ -561,6 +604,8 @@ int main(int argc, char** argv) {
     make_dirs();
     g_self = 0;
     g_pids[0] = getpid();
+    /* Orphans of the tree come back to the root, as under a service manager or a container's init. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) wl_die("wl_tree", "PR_SET_CHILD_SUBREAPER");
     spawn_children();
     write_record();
     int status = root_run(self_test);

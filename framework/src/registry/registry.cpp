@@ -23,7 +23,8 @@ constexpr KindPackage k_builtin_kinds[] = {
     {"fd:socket:inet*", "cr.net.inet"},    {"fd:eventfd", "cr.files.event"},
     {"fd:signalfd", "cr.files.event"},     {"fd:timerfd", "cr.files.event"},
     {"fd:eventpoll", "cr.files.event"},    {"fd:inotify", "cr.files.event"},
-    {"fd:memfd", "cr.memory.memfd"},
+    {"fd:memfd", "cr.memory.memfd"},       {"task:timers", "cr.time.timers"},
+    {"task:creds", "cr.task.creds"},       {"fd:userfaultfd", "cr.memory.vma"},
 };
 
 bool kind_matches(std::string_view pattern, std::string_view kind) {

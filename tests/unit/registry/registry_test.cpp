@@ -200,6 +200,9 @@ TEST(RegistryPackageTest, ForKind) {
     for (const char* k : {"fd:eventfd", "fd:signalfd", "fd:timerfd", "fd:eventpoll", "fd:inotify"})
         EXPECT_EQ(package_for_kind(k), "cr-handler-files-event") << k;
     EXPECT_EQ(package_for_kind("fd:memfd"), "cr-handler-memory-memfd");
+    EXPECT_EQ(package_for_kind("fd:userfaultfd"), "cr-handler-memory-vma");
+    EXPECT_EQ(package_for_kind("task:timers"), "cr-handler-time-timers");
+    EXPECT_EQ(package_for_kind("task:creds"), "cr-handler-task-creds");
     EXPECT_EQ(package_for_kind("fd:socket:netlink"), "");
     EXPECT_EQ(package_for_kind("fd:pipe2"), "");
     EXPECT_EQ(package_for_kind(""), "");
