@@ -83,8 +83,30 @@ Result<ThreadRecord> dump_thread(sdk::Context& ctx, pid_t pid, pid_t tid) {
     return t;
 }
 
+// A call the kernel would continue through its restart block (which lives in the kernel and is
+// lost with the task), made again where its arguments say how: a relative sleep with a place for
+// the remaining time sleeps for that remainder (the kernel wrote it there when the call was
+// interrupted; reading the request from the same place is safe, it is copied in first), a poll
+// without a timeout polls again. Anything else returns EINTR, as after a signal.
+bool continue_restart_block(user_regs_struct& regs) {
+    switch (regs.orig_rax) {
+        case SYS_nanosleep:  // (req, rem)
+            if (regs.rsi == 0) return false;
+            regs.rdi = regs.rsi;
+            return true;
+        case SYS_clock_nanosleep:  // (clock, flags, req, rem); absolute sleeps never get here
+            if (regs.r10 == 0) return false;
+            regs.rdx = regs.r10;
+            return true;
+        case SYS_poll:  // (fds, nfds, timeout in ms)
+            return static_cast<int>(regs.rdx) < 0;
+        default:
+            return false;
+    }
+}
+
 // The registers a thread resumes with: a system call it was blocked in starts again (or
-// returns EINTR where the kernel would have used a restart block we cannot carry over).
+// returns EINTR where the kernel's restart block cannot be rebuilt).
 user_regs_struct entry_regs(const img::Thread& t) {
     user_regs_struct regs{};
     std::memcpy(&regs, t.regs()->data(), sizeof regs);
@@ -97,7 +119,12 @@ user_regs_struct entry_regs(const img::Thread& t) {
                 regs.rip -= 2;
                 break;
             case k_erestart_restartblock:
-                regs.rax = static_cast<uint64_t>(-EINTR);
+                if (continue_restart_block(regs)) {
+                    regs.rax = regs.orig_rax;
+                    regs.rip -= 2;
+                } else {
+                    regs.rax = static_cast<uint64_t>(-EINTR);
+                }
                 break;
             default:
                 break;
