@@ -194,8 +194,8 @@ TEST(RegistryPackageTest, ForKind) {
         EXPECT_EQ(package_for_kind(k), "cr-handler-files-regular") << k;
     EXPECT_EQ(package_for_kind("fd:pipe"), "cr-handler-files-pipe");
     EXPECT_EQ(package_for_kind("fd:fifo"), "cr-handler-files-pipe");
-    EXPECT_EQ(package_for_kind("fd:socket:unix"), "cr-handler-net-unix");
-    EXPECT_EQ(package_for_kind("fd:socket:unix:stream"), "cr-handler-net-unix");
+    for (const char* k : {"fd:socket:unix-stream", "fd:socket:unix-dgram", "fd:socket:unix-seqpacket"})
+        EXPECT_EQ(package_for_kind(k), "cr-handler-net-unix") << k;
     EXPECT_EQ(package_for_kind("fd:socket:inet6:tcp"), "cr-handler-net-inet");
     for (const char* k : {"fd:eventfd", "fd:signalfd", "fd:timerfd", "fd:eventpoll", "fd:inotify"})
         EXPECT_EQ(package_for_kind(k), "cr-handler-files-event") << k;

@@ -1,0 +1,318 @@
+// cr.net.unix, dump: every socket the tree holds or has in flight, read without changing it.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cr/sdk/image.hpp>
+
+#include "unix.hpp"
+
+namespace cr::net_unix {
+
+namespace {
+
+unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+
+// "pid 42 fd 7", or "no process" when nothing in this pid namespace holds the socket.
+std::string holder_of(uint64_t ino) {
+    std::string want = strf("socket:[%llu]", ull(ino));
+    DIR* proc = ::opendir("/proc");
+    if (!proc) return "an unknown process";
+    std::string found;
+    while (dirent* p = ::readdir(proc)) {
+        if (p->d_name[0] < '1' || p->d_name[0] > '9') continue;
+        std::string dir = strf("/proc/%s/fd", p->d_name);
+        DIR* fds = ::opendir(dir.c_str());
+        if (!fds) continue;
+        while (dirent* f = ::readdir(fds)) {
+            char link[64];
+            ssize_t n = ::readlinkat(dirfd(fds), f->d_name, link, sizeof link - 1);
+            if (n <= 0) continue;
+            link[n] = 0;
+            if (want == link) {
+                found = strf("pid %s fd %s", p->d_name, f->d_name);
+                break;
+            }
+        }
+        ::closedir(fds);
+        if (!found.empty()) break;
+    }
+    ::closedir(proc);
+    return found.empty() ? "no process" : found;
+}
+
+std::string describe_fd(int fd) {
+    char link[256];
+    ssize_t n = ::readlink(strf("/proc/self/fd/%d", fd).c_str(), link, sizeof link - 1);
+    if (n <= 0) return "an unknown file";
+    link[n] = 0;
+    return link;
+}
+
+}  // namespace
+
+const char* type_name(int type) {
+    switch (type) {
+        case SOCK_STREAM: return "stream";
+        case SOCK_DGRAM: return "dgram";
+        case SOCK_SEQPACKET: return "seqpacket";
+        default: return "unknown";
+    }
+}
+
+std::string printable_name(const std::string& name) {
+    if (name.empty()) return "unnamed";
+    if (name[0] != '\0') return std::string(name.c_str());
+    std::string out = "@";
+    for (size_t i = 1; i < name.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(name[i]);
+        out += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : strf("\\x%02x", c);
+    }
+    return out;
+}
+
+std::string Dumper::where_of(const SocketRecord& s) const {
+    std::string what = strf("unix %s socket socket:[%llu] (%s)", type_name(s.diag.type), ull(s.ino),
+                            printable_name(s.diag.name).c_str());
+    if (s.listener) {
+        auto it = m_socks.find(s.listener);
+        return strf("pending connection %s on %s", what.c_str(),
+                    it == m_socks.end() ? "?" : where_of(*it->second).c_str());
+    }
+    if (s.fd < 0) return strf("%s in flight in a queue of pid %d", what.c_str(), s.pid);
+    return strf("pid %d fd %d: %s", s.pid, s.fd, what.c_str());
+}
+
+Result<void> Dumper::load_diag() {
+    if (m_loaded) return {};
+    m_diag = CR_TRY(unix_diag_all());
+    m_loaded = true;
+    m_ctx.debug(strf("sock_diag: %zu unix sockets in cr's network namespace", m_diag.size()));
+    return {};
+}
+
+Result<void> Dumper::dump_fd(const cr_fd_info& fd) {
+    std::string where = strf("pid %d fd %d: %s", fd.pid, fd.fd, fd.link ? fd.link : "");
+    if (fd.flags & O_ASYNC) return Error(where + ": signal-driven I/O (O_ASYNC) is not supported");
+    CR_TRY_CTX(load_diag(), where);
+    struct stat st {};
+    if (::fstat(fd.cr_fd, &st) != 0) return Error::from_errno(where + ": fstat");
+    uint64_t ino = static_cast<uint64_t>(st.st_ino);
+    SocketRecord* r = nullptr;
+    if (auto it = m_socks.find(ino); it != m_socks.end()) {
+        r = it->second.get();  // met in flight before a task's fd
+    } else {
+        UniqueFd own(::fcntl(fd.cr_fd, F_DUPFD_CLOEXEC, 0));
+        if (!own) return Error::from_errno(where + ": fcntl F_DUPFD_CLOEXEC");
+        r = CR_TRY(capture(ino, std::move(own), fd.pid, where));
+    }
+    r->object_id = fd.object_id;
+    r->pid = fd.pid;
+    r->fd = fd.fd;
+    r->flags = fd.flags;
+    return {};
+}
+
+Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, pid_t pid, const std::string& where) {
+    auto found = m_diag.find(ino);
+    if (found == m_diag.end())
+        return Error(where + ": not in sock_diag's table (a socket of another network namespace?)");
+    auto rec = std::make_unique<SocketRecord>();
+    SocketRecord& s = *rec;
+    s.ino = ino;
+    s.pid = pid;
+    s.own = std::move(own);
+    s.diag = found->second;
+    int flags = ::fcntl(s.own.get(), F_GETFL);
+    s.flags = flags < 0 ? 0 : static_cast<uint32_t>(flags);
+    m_socks[ino] = std::move(rec);
+    std::string w = where_of(s);
+    int type = s.diag.type;
+    if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
+        return Error(strf("%s: socket type %d is not supported", w.c_str(), type));
+    if (!s.diag.name.empty() && s.diag.name[0] != '\0') {
+        std::string path(s.diag.name.c_str());
+        if (path.empty() || path[0] != '/')
+            return Error(strf("%s: a relative path name is not supported", w.c_str()));
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+            static_cast<uint64_t>(st.st_ino) == s.diag.vfs_ino) {
+            s.file_mode = st.st_mode & 07777;
+            s.file_uid = st.st_uid;
+            s.file_gid = st.st_gid;
+        } else {
+            s.name_file_gone = true;
+        }
+    }
+    s.peer_closed = s.diag.state == k_established && s.diag.peer == 0;
+    s.rcvbuf = CR_TRY_CTX(get_int_opt(s.own.get(), SO_RCVBUF, "SO_RCVBUF"), w);
+    s.sndbuf = CR_TRY_CTX(get_int_opt(s.own.get(), SO_SNDBUF, "SO_SNDBUF"), w);
+    s.passcred = CR_TRY_CTX(get_int_opt(s.own.get(), SO_PASSCRED, "SO_PASSCRED"), w);
+    s.peek_off = CR_TRY_CTX(get_int_opt(s.own.get(), SO_PEEK_OFF, "SO_PEEK_OFF"), w);
+    if (s.diag.state == k_listen)
+        CR_TRY(capture_embryos(s));
+    else
+        CR_TRY(capture_queue(s, w));
+    m_ctx.debug(strf("%s: state %u, peer %llu, shutdown %u, %zu queued messages, %zu pending connections",
+                     w.c_str(), s.diag.state, ull(s.diag.peer), s.diag.shutdown, s.queue.size(),
+                     s.diag.icons.size()));
+    return &s;
+}
+
+// Pending connections have no file; their queues cannot be read without accepting them.
+Result<void> Dumper::capture_embryos(SocketRecord& listener) {
+    for (uint64_t icon : listener.diag.icons) {
+        auto found = m_diag.find(icon);
+        auto rec = std::make_unique<SocketRecord>();
+        rec->ino = icon;
+        rec->pid = listener.pid;
+        rec->listener = listener.ino;
+        if (found == m_diag.end())
+            return Error(strf("%s: pending connection socket:[%llu] is not in sock_diag's table",
+                              where_of(listener).c_str(), ull(icon)));
+        rec->diag = found->second;
+        rec->peer_closed = rec->diag.peer == 0;
+        rec->accepted = true;
+        SocketRecord& e = *rec;
+        m_socks[icon] = std::move(rec);
+        if (e.diag.rqueue > 0)
+            return Error(strf("%s: holds %u bytes the server has not read; reading them would accept the "
+                              "connection: not supported",
+                              where_of(e).c_str(), e.diag.rqueue));
+    }
+    return {};
+}
+
+Result<void> Dumper::capture_queue(SocketRecord& s, const std::string& w) {
+    std::vector<Message> queue = CR_TRY_CTX(peek_queue(s.own.get(), s.diag.type), w + ": reading its queue");
+    for (Message& m : queue) {
+        std::vector<uint64_t> inos;
+        for (UniqueFd& f : m.fds) {
+            struct stat st {};
+            int domain = 0;
+            socklen_t len = sizeof domain;
+            if (::fstat(f.get(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
+                ::getsockopt(f.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX)
+                return Error(strf("%s: its queue carries %s in flight (SCM_RIGHTS); only unix sockets "
+                                  "in flight can be saved",
+                                  w.c_str(), describe_fd(f.get()).c_str()));
+            uint64_t ino = static_cast<uint64_t>(st.st_ino);
+            inos.push_back(ino);
+            if (!m_socks.count(ino)) CR_TRY(capture(ino, std::move(f), s.pid, w + ": in flight"));
+        }
+        m.fds.clear();
+        s.queue_socket_fds.push_back(std::move(inos));
+    }
+    s.queue = std::move(queue);
+    return {};
+}
+
+bool Dumper::is_listener_name(const std::string& name, uint64_t vfs_ino) const {
+    for (const auto& [ino, d] : m_diag)
+        if (d.state == k_listen && d.name == name && (name[0] == '\0' || d.vfs_ino == vfs_ino)) return true;
+    return false;
+}
+
+// An accepted socket carries its listener's name and is made again by accepting a connection
+// on that name; of a connected pair, the named end whose name is a listener's is the accepted one.
+void Dumper::decide_accepted() {
+    for (auto& [ino, rec] : m_socks) {
+        SocketRecord& a = *rec;
+        if (a.listener || a.diag.type == SOCK_DGRAM || a.diag.state != k_established) continue;
+        if (a.peer_closed) {
+            a.accepted = !a.diag.name.empty();
+            continue;
+        }
+        auto it = m_socks.find(a.diag.peer);
+        if (it == m_socks.end() || it->second->listener || a.ino > it->first) continue;
+        SocketRecord& b = *it->second;
+        bool an = !a.diag.name.empty();
+        bool bn = !b.diag.name.empty();
+        if (an && bn) {
+            if (is_listener_name(a.diag.name, a.diag.vfs_ino))
+                a.accepted = true;
+            else if (is_listener_name(b.diag.name, b.diag.vfs_ino))
+                b.accepted = true;
+            else
+                a.accepted = true;
+        } else {
+            a.accepted = an;
+            b.accepted = bn;
+        }
+    }
+}
+
+Result<void> Dumper::check_peers() {
+    bool ext = m_ctx.flag("ext-unix-sk");
+    for (auto& [ino, rec] : m_socks) {
+        SocketRecord& s = *rec;
+        uint64_t peer = s.diag.peer;
+        if (peer == 0) continue;
+        auto it = m_socks.find(peer);
+        if (it != m_socks.end()) {
+            const SocketRecord& p = *it->second;
+            if (s.diag.type == SOCK_DGRAM && p.diag.name.empty() && p.diag.peer != s.ino)
+                return Error(strf("%s: connected to the unnamed datagram socket socket:[%llu], which is not "
+                                  "connected back: it cannot be connected again",
+                                  where_of(s).c_str(), ull(peer)));
+            continue;
+        }
+        auto d = m_diag.find(peer);
+        std::string pname = d == m_diag.end() ? "unnamed" : printable_name(d->second.name);
+        std::string outside = strf("socket:[%llu] (%s) of %s, outside the dumped tree", ull(peer), pname.c_str(),
+                                   holder_of(peer).c_str());
+        if (s.listener) return Error(strf("%s: its client is %s", where_of(s).c_str(), outside.c_str()));
+        if (!ext)
+            return Error(strf("%s: its peer is %s; dump the peer's process too, or pass --ext-unix-sk to "
+                              "connect again by the peer's name at restore",
+                              where_of(s).c_str(), outside.c_str()));
+        if (d == m_diag.end() || d->second.name.empty())
+            return Error(strf("%s: its peer is %s and has no name: it cannot be connected again, even with "
+                              "--ext-unix-sk",
+                              where_of(s).c_str(), outside.c_str()));
+        if (!s.queue.empty())
+            return Error(strf("%s: holds %zu messages from its external peer %s; they cannot be sent again "
+                              "from outside the tree",
+                              where_of(s).c_str(), s.queue.size(), outside.c_str()));
+        s.external_peer = d->second.name;
+        m_ctx.info(strf("%s: external peer %s, connected again by name at restore", where_of(s).c_str(),
+                        pname.c_str()));
+    }
+    return {};
+}
+
+Result<void> Dumper::finish() {
+    CR_TRY(check_peers());
+    decide_accepted();
+    return write_section();
+}
+
+Result<void> Dumper::write_section() {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<flatbuffers::Offset<fb::UnixSocket>> socks;
+    for (const auto& [ino, rec] : m_socks) {
+        const SocketRecord& s = *rec;
+        std::vector<flatbuffers::Offset<fb::UnixMessage>> queue;
+        for (size_t i = 0; i < s.queue.size(); ++i) {
+            const Message& m = s.queue[i];
+            std::vector<flatbuffers::Offset<fb::UnixInFlight>> fds;
+            for (uint64_t f : s.queue_socket_fds[i]) fds.push_back(fb::CreateUnixInFlight(fbb, f, 0));
+            std::vector<uint8_t> sender(m.sender.begin(), m.sender.end());
+            queue.push_back(fb::CreateUnixMessageDirect(fbb, &m.data, &fds, m.pid, m.uid, m.gid, &sender));
+        }
+        std::vector<uint8_t> name(s.diag.name.begin(), s.diag.name.end());
+        std::vector<uint8_t> ext(s.external_peer.begin(), s.external_peer.end());
+        std::vector<uint64_t> icons = s.diag.icons;
+        uint64_t peer = s.external_peer.empty() ? s.diag.peer : 0;
+        socks.push_back(fb::CreateUnixSocketDirect(
+            fbb, s.ino, s.object_id, s.diag.type, s.diag.state, s.flags, &name, s.name_file_gone, s.file_mode,
+            s.file_uid, s.file_gid, peer, s.peer_closed, s.accepted, &ext, s.listener, &icons, s.diag.wqueue,
+            s.diag.shutdown, s.rcvbuf, s.sndbuf, s.passcred != 0, s.peek_off, &queue, s.pid, s.fd));
+    }
+    fbb.Finish(fb::CreateUnixImageDirect(fbb, &socks), fb::UnixImageIdentifier());
+    CR_TRY(sdk::write_section(m_ctx, "unix.cr", fbb));
+    m_ctx.debug(strf("unix.cr: %zu sockets", m_socks.size()));
+    return {};
+}
+
+}  // namespace cr::net_unix
