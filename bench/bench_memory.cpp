@@ -32,6 +32,7 @@ pid_t start_holder(size_t size) {
     char c;
     if (read(ready[0], &c, 1) != 1) die("memory holder died");
     close(ready[0]);
+    g_workload = pid;
     return pid;
 }
 

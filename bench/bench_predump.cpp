@@ -38,6 +38,7 @@ pid_t start_workload(const std::string& wl, const std::string& dir, size_t mib, 
         execl(wl.c_str(), wl.c_str(), dir.c_str(), size.c_str(), r.c_str(), nullptr);
         _exit(127);
     }
+    g_workload = pid;
     wait_file(dir + "/ready", 300);
     return pid;
 }

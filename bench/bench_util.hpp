@@ -39,8 +39,12 @@ inline std::string cr_path(const char* argv0) {
     return env ? env : dir_of(argv0) + "/cr";
 }
 
+// The process being measured, killed by die() so that a failed run leaves nothing behind.
+inline pid_t g_workload = 0;
+
 [[noreturn]] inline void die(const std::string& what) {
     std::fprintf(stderr, "bench: %s\n", what.c_str());
+    if (g_workload > 0) kill(g_workload, SIGKILL);
     std::exit(1);
 }
 
@@ -82,7 +86,9 @@ inline Ran run_ok(const std::vector<std::string>& args) {
     if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
         std::string cmd;
         for (const auto& a : args) cmd += a + " ";
-        die(cmd + "failed: " + r.err);
+        std::string how = WIFSIGNALED(r.status) ? "killed by signal " + std::to_string(WTERMSIG(r.status))
+                                                : "exit status " + std::to_string(WEXITSTATUS(r.status));
+        die(cmd + "failed (" + how + "): " + r.err);
     }
     return r;
 }
