@@ -68,9 +68,7 @@ Manifest make_manifest(const Host& host, const std::vector<const LoadedHandler*>
     m.created_unix = static_cast<uint64_t>(time(nullptr));
     m.root_pid = root;
     // Parents come before their children: live tasks in tree order, then zombies (no children).
-    for (const auto* list : {&host.tasks, &host.zombies})
-        for (const TaskRecord& t : *list)
-            m.tasks.push_back({t.pid, t.ppid, t.pgid, t.sid, t.tids, t.flags, t.comm, t.stub_area, t.exit_status});
+    for (const auto* list : {&host.tasks, &host.zombies}) m.tasks.insert(m.tasks.end(), list->begin(), list->end());
     for (const LoadedHandler* h : order) m.handlers.push_back({h->id, h->version});
     for (const FdEntry& e : fds.entries) {
         if (host.forgotten_fds.count({e.pid, e.fd})) continue;

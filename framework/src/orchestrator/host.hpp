@@ -20,17 +20,9 @@ namespace cr::fw {
 
 inline constexpr uint64_t k_stub_size = 16 * 4096;  // trampoline page + scratch
 
-struct TaskRecord {
-    pid_t pid = 0;
-    pid_t ppid = 0;
-    pid_t pgid = 0;
-    pid_t sid = 0;
-    std::vector<pid_t> tids;
-    uint32_t flags = 0;
-    std::string comm;
-    uint64_t stub_area = 0;
-    int exit_status = 0;  // zombies
-};
+// A task of the tree as the manifest records it: the core keeps tasks in that form from the
+// moment it reads them in /proc (dump) or in the manifest (restore).
+using TaskRecord = ManifestTask;
 
 class Host;
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -72,9 +73,8 @@ Result<void> check_pids_free(const Manifest& m, const TreePlan& tree) {
 
 std::vector<TaskRecord> records_of(const Manifest& m) {
     std::vector<TaskRecord> out;
-    for (const auto& t : m.tasks)
-        if (!(t.flags & CR_TASK_ZOMBIE))
-            out.push_back({t.pid, t.ppid, t.pgid, t.sid, t.tids, t.flags, t.comm, t.stub_area, t.exit_status});
+    std::copy_if(m.tasks.begin(), m.tasks.end(), std::back_inserter(out),
+                 [](const TaskRecord& t) { return !(t.flags & CR_TASK_ZOMBIE); });
     return out;
 }
 
