@@ -124,6 +124,8 @@ trap cleanup EXIT
 
 # Who keeps PID busy: the task itself, or any process using it as process group or session id
 # (a zombie included). Prints one "PID(role)" per holder; nothing when the PID is free.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; } # T0 T1: seconds between
+
 pid_holders() {
     local want=$1 f line rest
     local -a fields
@@ -153,6 +155,23 @@ wait_pid_free() { # PID... [--timeout SECONDS]
             ((SECONDS < deadline)) || fail "pid $p still in use after ${timeout}s: $holders"
             sleep 0.1
         done
+    done
+}
+
+# wait_pid_free for hundreds of ids: one pass over /proc per round instead of one per id. An id
+# is busy while a task has it as its pid or tid, or a process as its process group or session.
+# (cat fails when a task vanishes under it: that is no error here.)
+wait_ids_free() { # ID...
+    local deadline=$((SECONDS + 20)) busy id
+    printf '%s\n' "$@" | sort -u >"$T/.want"
+    while :; do
+        busy=$({
+            { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ r = $0; sub(/.*\) /, "", r); split(r, f, " "); print $1; print f[3]; print f[4] }'
+            for id in "$@"; do if [[ -e /proc/$id ]]; then echo "$id"; fi; done
+        } | sort -u | comm -12 - "$T/.want")
+        [[ -n $busy ]] || return 0
+        ((SECONDS < deadline)) || fail "ids still in use 20 s after the dump: $(for id in $busy; do pid_holders "$id"; done | tr '\n' ' ')"
+        sleep 0.1
     done
 }
 

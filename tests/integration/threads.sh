@@ -7,25 +7,6 @@
 # the restore (until cr says the tree runs).
 source "$(dirname "$0")/lib.sh"
 
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-
-# wait_pid_free for hundreds of ids: one pass over /proc per round instead of one per id. An id
-# is busy while a task has it as its pid or tid, or a process as its process group or session.
-# (cat fails when a task vanishes under it: that is no error here.)
-wait_ids_free() { # ID...
-    local deadline=$((SECONDS + 20)) busy id
-    printf '%s\n' "$@" | sort -u >"$T/.want"
-    while :; do
-        busy=$({
-            { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ r = $0; sub(/.*\) /, "", r); split(r, f, " "); print $1; print f[3]; print f[4] }'
-            for id in "$@"; do if [[ -e /proc/$id ]]; then echo "$id"; fi; done
-        } | sort -u | comm -12 - "$T/.want")
-        [[ -n $busy ]] || return 0
-        ((SECONDS < deadline)) || fail "ids still in use 20 s after the dump: $(for id in $busy; do pid_holders "$id"; done | tr '\n' ' ')"
-        sleep 0.1
-    done
-}
-
 wl=$T/wl
 img=$T/img
 mkdir -p "$wl"
