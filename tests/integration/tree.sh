@@ -1,9 +1,9 @@
 #!/bin/bash
 # Process fidelity, the tree: wl_tree (210 tasks: a chain 50 deep, a node with 100 children,
 # sessions, process groups, a leaderless group, zombies, a stopped task, orphans re-parented to
-# the root in a leaderless session) is dumped, restored (not detached: cr restore returns the workload's exit status) and told to check itself: every
-# task its pid, ppid, pgid, sid and children, the zombies their exit statuses, the stopped one
-# its state. Prints the wall time of the dump and of the restore (until cr says the tree runs).
+# the root in a leaderless session) is dumped, restored (not detached: cr restore returns the
+# workload's exit status) and told to check itself: every task its pid, ppid, pgid, sid and
+# children, the zombies their exit statuses, the stopped one its state. Prints the wall time of the dump and of the restore (until cr says the tree runs).
 source "$(dirname "$0")/lib.sh"
 
 wl=$T/wl
