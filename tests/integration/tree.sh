@@ -3,7 +3,8 @@
 # sessions, process groups, a leaderless group, zombies, a stopped task, orphans re-parented to
 # the root in a leaderless session) is dumped, restored (not detached: cr restore returns the
 # workload's exit status) and told to check itself: every task its pid, ppid, pgid, sid and
-# children, the zombies their exit statuses, the stopped one its state. Prints the wall time of the dump and of the restore (until cr says the tree runs).
+# children, the zombies their exit statuses, the stopped one its state. Prints the wall time of
+# the dump and of the restore (until cr says the tree runs).
 source "$(dirname "$0")/lib.sh"
 
 wl=$T/wl
