@@ -169,4 +169,14 @@ static inline int wl_verdict(const char* dir, const char* who, unsigned differen
     return differences == 0 ? 0 : 1;
 }
 
+/* Self-tests: removes the control files a workload and its test leave in DIR (ready, go, result
+ * and any EXTRA, NULL-terminated), then DIR itself. */
+static inline void wl_remove_dir(const char* dir, const char* const* extra) {
+    static const char* const k_names[] = {"ready", "go", "result"};
+    char path[PATH_MAX];
+    for (int i = 0; i < 3; ++i) wl_path(path, sizeof path, dir, k_names[i]), unlink(path);
+    for (; extra && *extra; ++extra) wl_path(path, sizeof path, dir, *extra), unlink(path);
+    rmdir(dir);
+}
+
 #endif /* CR_WL_CHECK_H */

@@ -22,7 +22,7 @@
  * (its listener fd goes to the supervisor; here it is just closed), writes DIR/ready and waits:
  * cr must refuse to dump it. --self-test runs the checks on an untouched
  * process (they must pass), --self-test-corrupt changes the personality first (they must fail). */
-#include "wl_common.h"
+#include "wl_check.h"
 
 #include <linux/audit.h>
 #include <linux/capability.h>
@@ -303,22 +303,8 @@ int main(int argc, char** argv) {
     take_snapshot(&after);
     compare(&before, &after);
     check_behaviour();
-    wl_write_file(g_dir, "result", g_fail ? "fail\n" : "ok\n");
-    if (self_test) {
-        char path[PATH_MAX];
-        const char* names[] = {"ready", "go", "result"};
-        for (int i = 0; i < 3; ++i) {
-            wl_path(path, sizeof path, g_dir, names[i]);
-            unlink(path);
-        }
-        rmdir(g_dir);
-    }
+    int status = wl_verdict(g_dir, "wl_creds", g_fail);
+    if (self_test) wl_remove_dir(g_dir, NULL);
     atomic_store(&g_stop, 1);
-    if (g_fail) {
-        fprintf(stderr, "wl_creds: FAILED, %u difference(s)\n", g_fail);
-        exit(1);
-    }
-    printf("wl_creds: ok\n");
-    fflush(stdout);
-    exit(0);
+    exit(status);
 }

@@ -476,11 +476,6 @@ int main(int argc, char** argv) {
     if (self_test && wl_write_file(g_dir, "go", "") != 0) wl_die("wl_signals", "write go");
     wl_wait_go(g_dir, "wl_signals", 10);
     int status = wl_verdict(g_dir, "wl_signals", check_all());
-    if (own_dir) {
-        static const char* const names[] = {"ready", "go", "result"};
-        char path[PATH_MAX];
-        for (int i = 0; i < 3; ++i) wl_path(path, sizeof path, g_dir, names[i]), unlink(path);
-        rmdir(g_dir);
-    }
+    if (own_dir) wl_remove_dir(g_dir, NULL);
     exit(status);
 }

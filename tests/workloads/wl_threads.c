@@ -539,11 +539,7 @@ int main(int argc, char** argv) {
     differences += check_main();
     printf("wl_threads: %u epoll_wait(s) were retried after EINTR\n", epolls);
     int status = wl_verdict(g_dir, "wl_threads", differences);
-    if (own_dir) {
-        static const char* const names[] = {"ready", "go", "result", "release"};
-        char path[PATH_MAX];
-        for (int i = 0; i < 4; ++i) wl_path(path, sizeof path, g_dir, names[i]), unlink(path);
-        rmdir(g_dir);
-    }
+    static const char* const k_release[] = {"release", NULL};
+    if (own_dir) wl_remove_dir(g_dir, k_release);
     exit(status); /* not a join: a thread that did not survive must not hang the verdict */
 }

@@ -11,7 +11,7 @@
  * that passed. Prints "wl_timers: ok" and exits 0, or names every difference and exits 1.
  * --self-test does the same without waiting for anyone: the checker must pass on an untouched
  * process; --self-test-corrupt re-arms one timer first (which clears its overrun): it must fail. */
-#include "wl_common.h"
+#include "wl_check.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -258,22 +258,8 @@ int main(int argc, char** argv) {
         timer_settime(g_long, 0, &its, NULL);
     }
     check_timers();
-    wl_write_file(g_dir, "result", g_fail ? "fail\n" : "ok\n");
-    if (self_test) {
-        char path[PATH_MAX];
-        const char* names[] = {"ready", "go", "result"};
-        for (int i = 0; i < 3; ++i) {
-            wl_path(path, sizeof path, g_dir, names[i]);
-            unlink(path);
-        }
-        rmdir(g_dir);
-    }
+    int status = wl_verdict(g_dir, "wl_timers", g_fail);
+    if (self_test) wl_remove_dir(g_dir, NULL);
     atomic_store(&g_stop, 1);
-    if (g_fail) {
-        fprintf(stderr, "wl_timers: FAILED, %u difference(s)\n", g_fail);
-        exit(1);
-    }
-    printf("wl_timers: ok\n");
-    fflush(stdout);
-    exit(0);
+    exit(status);
 }
