@@ -277,7 +277,10 @@ int main(int argc, char** argv) {
         return user_notif_main();
     }
     if (self_test) {
-        if (!mkdtemp(tmpdir) || chmod(tmpdir, 0777) != 0) wl_die("wl_creds", "mkdtemp");
+        /* Owned by the fs uid the main thread ends up with, so that it may remove the directory
+         * from the sticky /tmp itself. */
+        if (!mkdtemp(tmpdir) || chmod(tmpdir, 0777) != 0 || chown(tmpdir, 1002, 2002) != 0)
+            wl_die("wl_creds", "mkdtemp");
         g_dir = tmpdir;
     } else if (argc == 2) {
         g_dir = argv[1];
