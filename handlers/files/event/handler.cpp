@@ -1,6 +1,7 @@
 // cr.files.event: eventfd (count, semaphore mode), signalfd (mask), timerfd (clock, time left,
 // interval, unread expirations), epoll (every registration; nested instances too) and inotify
 // (watches by path, with their descriptors).
+#include <cr/sdk/proc.hpp>
 #include <dirent.h>
 #include <event_generated.h>
 #include <fcntl.h>
@@ -50,19 +51,7 @@ unsigned long long ull(uint64_t v) {
     return static_cast<unsigned long long>(v);
 }
 
-Result<std::string> read_text(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open", path);
-    std::string out;
-    char chunk[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read", path);
-        if (n == 0) return out;
-        out.append(chunk, static_cast<size_t>(n));
-    }
-}
+using cr::sdk::read_text;
 
 // A registration and the task that makes it again: one holding the epoll instance (as its
 // fd epfd) that has the registered file at the registered fd number.

@@ -1,6 +1,7 @@
 // cr.memory.memfd: memfd files (memfd_create): name, contents, size, mode and seals, and each
 // open file description of them with its access mode and position. The file's contents go
 // into the image once, however many descriptions refer to it.
+#include <cr/sdk/proc.hpp>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <memfd_generated.h>
@@ -54,18 +55,7 @@ std::optional<std::string> memfd_name(std::string_view link) {
     return std::string(link);
 }
 
-Result<std::string> read_text(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open", path);
-    std::string out;
-    char chunk[4096];
-    for (ssize_t n; (n = ::read(fd.get(), chunk, sizeof chunk)) != 0;) {
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read", path);
-        out.append(chunk, static_cast<size_t>(n));
-    }
-    return out;
-}
+using cr::sdk::read_text;
 
 struct MemfdRecord {
     std::string name;

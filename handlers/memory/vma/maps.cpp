@@ -23,20 +23,6 @@ bool Mapping::has_flag(const char* f) const {
     return false;
 }
 
-Result<std::string> read_text(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open", path);
-    std::string out;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0) return Error::from_errno("read", path);
-        if (n == 0) break;
-        out.append(buf, static_cast<size_t>(n));
-    }
-    return out;
-}
-
 Result<std::vector<Mapping>> parse_maps(const std::string& text) {
     std::vector<Mapping> out;
     std::istringstream in(text);

@@ -1,6 +1,7 @@
 // The handler's own reading of /proc/PID/maps and smaps (handlers use only the SDK).
 #pragma once
 
+#include <cr/sdk/proc.hpp>
 #include <cr/sdk/result.hpp>
 
 #include <sys/types.h>
@@ -30,6 +31,6 @@ struct Mapping {
 
 Result<std::vector<Mapping>> read_mappings(pid_t pid, bool with_vmflags);
 Result<std::vector<Mapping>> parse_maps(const std::string& text);
-Result<std::string> read_text(const std::string& path);
+using cr::sdk::read_text;
 
 }  // namespace cr::memory

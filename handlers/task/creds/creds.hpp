@@ -1,6 +1,7 @@
 // cr.task.creds: what dump and restore share.
 #pragma once
 
+#include <cr/sdk/proc.hpp>
 #include <creds_generated.h>
 
 #include <array>
@@ -59,7 +60,7 @@ Result<void> restore_creds(sdk::Context& ctx, const img::TaskCreds& rec, const s
 // "cap_sys_admin" (libcap's name) for an error message.
 std::string cap_name(int cap);
 
-Result<std::string> read_text(const std::string& path);
+using cr::sdk::read_text;
 
 // The personality of a thread, from /proc/PID/task/TID/personality.
 Result<uint32_t> read_personality(pid_t pid, pid_t tid);

@@ -126,20 +126,6 @@ Result<void> check_restorable(const TaskRecord& rec, const Own& own) {
 
 }  // namespace
 
-Result<std::string> read_text(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open", path);
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read", path);
-        if (n == 0) return out;
-        out.append(buf, static_cast<size_t>(n));
-    }
-}
-
 Result<uint32_t> read_personality(pid_t pid, pid_t tid) {
     std::string path = strf("/proc/%d/task/%d/personality", pid, tid);
     std::string text = CR_TRY(read_text(path));

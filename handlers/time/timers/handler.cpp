@@ -20,6 +20,7 @@
 //  - the next id a new timer_create returns: one above the highest restored id;
 //  - itimers: intervals exact; remaining time as above (for ITIMER_VIRTUAL and ITIMER_PROF
 //    the tick setitimer adds is taken off again).
+#include <cr/sdk/proc.hpp>
 #include <cr/sdk/kernel.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -38,19 +39,7 @@ namespace cr::timers {
 
 namespace {
 
-Result<std::string> read_text(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open", path);
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read", path);
-        if (n == 0) return out;
-        out.append(buf, static_cast<size_t>(n));
-    }
-}
+using cr::sdk::read_text;
 
 struct PosixRecord {
     ProcTimer proc;
