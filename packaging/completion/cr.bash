@@ -60,7 +60,7 @@ _cr() {
 
     local opts
     case $cmd in
-        dump) opts="--tree -t --images-dir -D --leave-running -R --plugins --skip-file-check --verbose -v --help" ;;
+        dump) opts="--tree -t --images-dir -D --leave-running -R --plugins --skip-file-check --ext-unix-sk --verbose -v --help" ;;
         restore) opts="--images-dir -D --restore-detached -d --plugins --skip-file-check --verbose -v --help" ;;
         run) opts="--log --help --" ;;
         check) opts="--help" ;;

@@ -21,11 +21,13 @@ int dump_main(int argc, char** argv) {
         ("plugins", po::value<std::vector<std::string>>(&plugins)->composing(),
          "handlers to use: ids, prefixes or .so paths, comma separated (default: all installed)")
         ("skip-file-check", "do not record size/mtime checks of open files")
+        ("ext-unix-sk", "allow unix sockets whose peer is outside the tree: restore connects them again by the peer's name")
         ("verbose,v", po::value<int>(&opt.verbosity)->implicit_value(1)->default_value(0), "log to stderr (-v info, -v 2 debug)");
     po::variables_map vm;
-    if (!parse(argc, argv, desc, vm, "usage: cr dump -t PID -D DIR [--leave-running] [--prev-images-dir DIR] [--plugins=LIST] [-v]")) return 0;
+    if (!parse(argc, argv, desc, vm, "usage: cr dump -t PID -D DIR [--leave-running] [--prev-images-dir DIR] [--plugins=LIST] [--ext-unix-sk] [-v]")) return 0;
     opt.plugins = split_list(plugins);
     if (vm.count("skip-file-check")) opt.handler_options["skip-file-check"] = "1";
+    if (vm.count("ext-unix-sk")) opt.handler_options["ext-unix-sk"] = "1";
     auto r = fw::dump(opt);
     if (!r) return fail("dump", r.error().message());
     if (opt.verbosity > 0)

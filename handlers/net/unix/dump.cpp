@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cr/sdk/image.hpp>
 
 #include "unix.hpp"
@@ -74,11 +75,6 @@ std::string printable_name(const std::string& name) {
 std::string Dumper::where_of(const SocketRecord& s) const {
     std::string what = strf("unix %s socket socket:[%llu] (%s)", type_name(s.diag.type), ull(s.ino),
                             printable_name(s.diag.name).c_str());
-    if (s.listener) {
-        auto it = m_socks.find(s.listener);
-        return strf("pending connection %s on %s", what.c_str(),
-                    it == m_socks.end() ? "?" : where_of(*it->second).c_str());
-    }
     if (s.fd < 0) return strf("%s in flight in a queue of pid %d", what.c_str(), s.pid);
     return strf("pid %d fd %d: %s", s.pid, s.fd, what.c_str());
 }
@@ -87,7 +83,7 @@ Result<void> Dumper::load_diag() {
     if (m_loaded) return {};
     m_diag = CR_TRY(unix_diag_all());
     m_loaded = true;
-    m_ctx.debug(strf("sock_diag: %zu unix sockets in cr's network namespace", m_diag.size()));
+    m_ctx->debug(strf("sock_diag: %zu unix sockets in cr's network namespace", m_diag.size()));
     return {};
 }
 
@@ -104,7 +100,7 @@ Result<void> Dumper::dump_fd(const cr_fd_info& fd) {
     } else {
         UniqueFd own(::fcntl(fd.cr_fd, F_DUPFD_CLOEXEC, 0));
         if (!own) return Error::from_errno(where + ": fcntl F_DUPFD_CLOEXEC");
-        r = CR_TRY(capture(ino, std::move(own), fd.pid, where));
+        r = CR_TRY(capture(ino, std::move(own), Holder{fd.object_id, fd.pid, fd.fd}, where));
     }
     r->object_id = fd.object_id;
     r->pid = fd.pid;
@@ -113,14 +109,16 @@ Result<void> Dumper::dump_fd(const cr_fd_info& fd) {
     return {};
 }
 
-Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, pid_t pid, const std::string& where) {
+Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, Holder holder, const std::string& where) {
     auto found = m_diag.find(ino);
     if (found == m_diag.end())
         return Error(where + ": not in sock_diag's table (a socket of another network namespace?)");
     auto rec = std::make_unique<SocketRecord>();
     SocketRecord& s = *rec;
     s.ino = ino;
-    s.pid = pid;
+    s.object_id = holder.object_id;
+    s.pid = holder.pid;
+    s.fd = holder.fd;
     s.own = std::move(own);
     s.diag = found->second;
     int flags = ::fcntl(s.own.get(), F_GETFL);
@@ -144,41 +142,41 @@ Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, pid_t pid, con
             s.name_file_gone = true;
         }
     }
-    s.peer_closed = s.diag.state == k_established && s.diag.peer == 0;
+    // A datagram socket others connected to shows as connected too: only an unnamed one, which
+    // nobody can connect to, was connected itself (a socketpair whose other end is closed).
+    s.peer_closed = s.diag.state == k_established && s.diag.peer == 0 && (type != SOCK_DGRAM || s.diag.name.empty());
     s.rcvbuf = CR_TRY_CTX(get_int_opt(s.own.get(), SO_RCVBUF, "SO_RCVBUF"), w);
     s.sndbuf = CR_TRY_CTX(get_int_opt(s.own.get(), SO_SNDBUF, "SO_SNDBUF"), w);
     s.passcred = CR_TRY_CTX(get_int_opt(s.own.get(), SO_PASSCRED, "SO_PASSCRED"), w);
     s.peek_off = CR_TRY_CTX(get_int_opt(s.own.get(), SO_PEEK_OFF, "SO_PEEK_OFF"), w);
-    if (s.diag.state == k_listen)
-        CR_TRY(capture_embryos(s));
-    else
-        CR_TRY(capture_queue(s, w));
-    m_ctx.debug(strf("%s: state %u, peer %llu, shutdown %u, %zu queued messages, %zu pending connections",
-                     w.c_str(), s.diag.state, ull(s.diag.peer), s.diag.shutdown, s.queue.size(),
-                     s.diag.icons.size()));
+    CR_TRY(check_pending(s));
+    if (s.diag.state != k_listen) CR_TRY(capture_queue(s, w));
+    m_ctx->debug(strf("socket:[%llu]: %s %s, state %u, peer %llu, shutdown %u, %zu queued messages, %zu "
+                      "pending connections",
+                      ull(ino), where.c_str(), type_name(type), s.diag.state, ull(s.diag.peer), s.diag.shutdown,
+                      s.queue.size(), s.diag.icons.size()));
     return &s;
 }
 
-// Pending connections have no file; their queues cannot be read without accepting them.
-Result<void> Dumper::capture_embryos(SocketRecord& listener) {
-    for (uint64_t icon : listener.diag.icons) {
-        auto found = m_diag.find(icon);
-        auto rec = std::make_unique<SocketRecord>();
-        rec->ino = icon;
-        rec->pid = listener.pid;
-        rec->listener = listener.ino;
-        if (found == m_diag.end())
-            return Error(strf("%s: pending connection socket:[%llu] is not in sock_diag's table",
-                              where_of(listener).c_str(), ull(icon)));
-        rec->diag = found->second;
-        rec->peer_closed = rec->diag.peer == 0;
-        rec->accepted = true;
-        SocketRecord& e = *rec;
-        m_socks[icon] = std::move(rec);
-        if (e.diag.rqueue > 0)
-            return Error(strf("%s: holds %u bytes the server has not read; reading them would accept the "
-                              "connection: not supported",
-                              where_of(e).c_str(), e.diag.rqueue));
+// A connection not yet accepted has no inode: sock_diag lists it on its listener by its client
+// (UNIX_DIAG_ICONS), and the client shows no peer. Restore connects the client again.
+Result<void> Dumper::check_pending(SocketRecord& s) {
+    if (s.diag.state == k_listen) {
+        for (uint64_t client : s.diag.icons)
+            if (client == 0)
+                return Error(strf("%s: a pending connection whose client is closed: not supported", where_of(s).c_str()));
+        return {};
+    }
+    if (s.diag.state != k_established || s.diag.peer != 0) return {};
+    for (const auto& [ino, d] : m_diag) {
+        if (d.state != k_listen || std::find(d.icons.begin(), d.icons.end(), s.ino) == d.icons.end()) continue;
+        s.listener = ino;
+        s.peer_closed = false;
+        // Bytes the client sent wait in the connection, charged to the client's send buffer.
+        if (s.diag.wqueue > 0)
+            return Error(strf("%s: sent %u bytes on a connection %s has not accepted yet; reading them would "
+                              "accept it: not supported",
+                              where_of(s).c_str(), s.diag.wqueue, printable_name(d.name).c_str()));
     }
     return {};
 }
@@ -198,7 +196,7 @@ Result<void> Dumper::capture_queue(SocketRecord& s, const std::string& w) {
                                   w.c_str(), describe_fd(f.get()).c_str()));
             uint64_t ino = static_cast<uint64_t>(st.st_ino);
             inos.push_back(ino);
-            if (!m_socks.count(ino)) CR_TRY(capture(ino, std::move(f), s.pid, w + ": in flight"));
+            if (!m_socks.count(ino)) CR_TRY(capture(ino, std::move(f), Holder{0, s.pid, -1}, w + ": in flight"));
         }
         m.fds.clear();
         s.queue_socket_fds.push_back(std::move(inos));
@@ -224,7 +222,7 @@ void Dumper::decide_accepted() {
             continue;
         }
         auto it = m_socks.find(a.diag.peer);
-        if (it == m_socks.end() || it->second->listener || a.ino > it->first) continue;
+        if (it == m_socks.end() || a.ino > it->first) continue;
         SocketRecord& b = *it->second;
         bool an = !a.diag.name.empty();
         bool bn = !b.diag.name.empty();
@@ -243,10 +241,15 @@ void Dumper::decide_accepted() {
 }
 
 Result<void> Dumper::check_peers() {
-    bool ext = m_ctx.flag("ext-unix-sk");
+    bool ext = m_ctx->flag("ext-unix-sk");
     for (auto& [ino, rec] : m_socks) {
         SocketRecord& s = *rec;
-        uint64_t peer = s.diag.peer;
+        for (uint64_t client : s.diag.state == k_listen ? s.diag.icons : std::vector<uint64_t>{})
+            if (!m_socks.count(client))
+                return Error(strf("%s: a pending connection from socket:[%llu] of %s, outside the dumped tree",
+                                  where_of(s).c_str(), ull(client), holder_of(client).c_str()));
+        // A client waiting to be accepted: its listener stands for its peer.
+        uint64_t peer = s.listener ? s.listener : s.diag.peer;
         if (peer == 0) continue;
         auto it = m_socks.find(peer);
         if (it != m_socks.end()) {
@@ -261,7 +264,6 @@ Result<void> Dumper::check_peers() {
         std::string pname = d == m_diag.end() ? "unnamed" : printable_name(d->second.name);
         std::string outside = strf("socket:[%llu] (%s) of %s, outside the dumped tree", ull(peer), pname.c_str(),
                                    holder_of(peer).c_str());
-        if (s.listener) return Error(strf("%s: its client is %s", where_of(s).c_str(), outside.c_str()));
         if (!ext)
             return Error(strf("%s: its peer is %s; dump the peer's process too, or pass --ext-unix-sk to "
                               "connect again by the peer's name at restore",
@@ -275,7 +277,8 @@ Result<void> Dumper::check_peers() {
                               "from outside the tree",
                               where_of(s).c_str(), s.queue.size(), outside.c_str()));
         s.external_peer = d->second.name;
-        m_ctx.info(strf("%s: external peer %s, connected again by name at restore", where_of(s).c_str(),
+        s.listener = 0;
+        m_ctx->info(strf("%s: external peer %s, connected again by name at restore", where_of(s).c_str(),
                         pname.c_str()));
     }
     return {};
@@ -310,8 +313,8 @@ Result<void> Dumper::write_section() {
             s.diag.shutdown, s.rcvbuf, s.sndbuf, s.passcred != 0, s.peek_off, &queue, s.pid, s.fd));
     }
     fbb.Finish(fb::CreateUnixImageDirect(fbb, &socks), fb::UnixImageIdentifier());
-    CR_TRY(sdk::write_section(m_ctx, "unix.cr", fbb));
-    m_ctx.debug(strf("unix.cr: %zu sockets", m_socks.size()));
+    CR_TRY(sdk::write_section(*m_ctx, "unix.cr", fbb));
+    m_ctx->debug(strf("unix.cr: %zu sockets", m_socks.size()));
     return {};
 }
 

@@ -19,12 +19,24 @@ public:
     static constexpr const char* k_depends[] = {nullptr};
     static constexpr const char* k_schemas[] = {"CRUX", nullptr};
 
-    explicit NetUnixHandler(cr::sdk::Context& ctx) : m_dumper(ctx), m_restorer(ctx) {}
+    explicit NetUnixHandler(cr::sdk::Context&) {}
 
-    Result<void> dump_fd(cr::sdk::Context&, const cr_fd_info* fd) { return m_dumper.dump_fd(*fd); }
-    Result<void> dump_finish(cr::sdk::Context&) { return m_dumper.finish(); }
-    Result<void> prepare(cr::sdk::Context&) { return m_restorer.prepare(); }
-    Result<void> post_restore(cr::sdk::Context&) { return m_restorer.finish(); }
+    Result<void> dump_fd(cr::sdk::Context& ctx, const cr_fd_info* fd) {
+        m_dumper.use(ctx);
+        return m_dumper.dump_fd(*fd);
+    }
+    Result<void> dump_finish(cr::sdk::Context& ctx) {
+        m_dumper.use(ctx);
+        return m_dumper.finish();
+    }
+    Result<void> prepare(cr::sdk::Context& ctx) {
+        m_restorer.use(ctx);
+        return m_restorer.prepare();
+    }
+    Result<void> post_restore(cr::sdk::Context& ctx) {
+        m_restorer.use(ctx);
+        return m_restorer.finish();
+    }
 
 private:
     Dumper m_dumper;

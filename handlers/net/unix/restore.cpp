@@ -104,11 +104,10 @@ Result<void> Restorer::check_image() {
             Live* lst = find(s.listener());
             if (!lst || lst->img->state() != k_listen || !lst->img->icons() ||
                 std::find(lst->img->icons()->begin(), lst->img->icons()->end(), s.ino()) == lst->img->icons()->end())
-                return Error(w + ": a pending connection of no listener in the image");
-            if (s.queue() && s.queue()->size() > 0) return Error(w + ": a pending connection with queued data");
-            if (peer && peer->img->peer() != s.ino()) return Error(w + ": its client is connected elsewhere");
-            if (s.object_id()) return Error(w + ": a pending connection held by a task");
-        } else if (peer && s.type() != SOCK_DGRAM && !peer->img->listener() && peer->img->peer() != s.ino()) {
+                return Error(w + ": waits on no listener of the image");
+            if (s.type() == SOCK_DGRAM || s.peer() || s.state() != k_established)
+                return Error(w + ": waits on a listener, but is not an unaccepted client");
+        } else if (peer && s.type() != SOCK_DGRAM && peer->img->peer() != s.ino()) {
             return Error(w + ": its peer is connected elsewhere");
         }
         if (s.state() == k_listen) {
@@ -117,7 +116,7 @@ Result<void> Restorer::check_image() {
             if (s.icons())
                 for (uint64_t icon : *s.icons()) {
                     Live* e = find(icon);
-                    if (!e || e->img->listener() != s.ino()) return Error(w + ": a pending connection is missing");
+                    if (!e || e->img->listener() != s.ino()) return Error(w + ": the client of a pending connection is missing");
                 }
         }
         if (s.queue())
@@ -128,7 +127,7 @@ Result<void> Restorer::check_image() {
                 if (m->fds())
                     for (const fb::UnixInFlight* f : *m->fds()) {
                         Live* target = f->socket_ino() ? find(f->socket_ino()) : nullptr;
-                        if (!target || target->img->listener())
+                        if (!target)
                             return Error(w + ": a descriptor in flight that is not a socket of the image");
                     }
             }
@@ -249,9 +248,9 @@ Result<void> Restorer::create_others() {
         const fb::UnixSocket& s = *l.img;
         if (l.fd || s.listener() || s.state() == k_listen) continue;
         Live* peer = s.peer() ? find(s.peer()) : nullptr;
-        if (peer && peer->img->listener()) continue;  // the client of a pending connection
         std::string ext = bytes(s.external_peer());
-        if (s.state() != k_established || !ext.empty() || (peer && s.type() == SOCK_DGRAM && peer->img->peer() != s.ino())) {
+        bool dgram_alone = s.type() == SOCK_DGRAM && !s.peer_closed() && (!peer || peer->img->peer() != s.ino());
+        if (s.state() != k_established || !ext.empty() || dgram_alone) {
             l.fd = CR_TRY(new_socket(s));
             CR_TRY(bind_name(l.fd.get(), s));
             if (!ext.empty() && s.type() != SOCK_DGRAM)
@@ -265,34 +264,33 @@ Result<void> Restorer::create_others() {
     return {};
 }
 
+// Clients not yet accepted connect again, in the order the listener would accept them.
 Result<void> Restorer::create_pending() {
     for (auto& [ino, l] : m_live) {
         const fb::UnixSocket& s = *l.img;
         if (s.state() != k_listen || !s.icons()) continue;
         std::string name = bytes(s.name());
         for (uint64_t icon : *s.icons()) {
-            Live& e = *find(icon);
-            Live* client = e.img->peer() ? find(e.img->peer()) : nullptr;
-            UniqueFd c = CR_TRY(new_socket(s));
-            if (client) CR_TRY(bind_name(c.get(), *client->img));
+            Live& client = *find(icon);
+            if (client.fd) return Error(where(*client.img) + ": made twice");
+            UniqueFd c = CR_TRY(new_socket(*client.img));
+            CR_TRY(bind_name(c.get(), *client.img));
             if (::fcntl(c.get(), F_SETFL, O_NONBLOCK) != 0) return Error::from_errno("fcntl F_SETFL");
-            CR_TRY(connect_by_name(c.get(), name, where(*e.img)));
-            if (::fcntl(c.get(), F_SETFL, 0) != 0) return Error::from_errno("fcntl F_SETFL");
-            (client ? client->fd : e.partner) = std::move(c);
+            CR_TRY(connect_by_name(c.get(), name, where(*client.img)));
+            client.fd = std::move(c);
         }
     }
     return {};
 }
 
 Result<void> Restorer::prepare() {
-    m_image = CR_TRY(sdk::read_section_as<fb::UnixImage>(m_ctx, "unix.cr", "CRUX", &fb::VerifyUnixImageBuffer));
+    m_image = CR_TRY(sdk::read_section_as<fb::UnixImage>(*m_ctx, "unix.cr", "CRUX", &fb::VerifyUnixImageBuffer));
     CR_TRY(check_image());
     CR_TRY(create_listeners());
     CR_TRY(create_others());
     CR_TRY(create_pending());
     for (auto& [ino, l] : m_live) {
         const fb::UnixSocket& s = *l.img;
-        if (s.listener()) continue;
         if (!l.fd) return Error(where(s) + ": was not made");
         if (::fcntl(l.fd.get(), F_SETFL, static_cast<int>(s.flags() & O_NONBLOCK)) != 0)
             return Error::from_errno(where(s) + ": fcntl F_SETFL");
@@ -300,9 +298,9 @@ Result<void> Restorer::prepare() {
         UniqueFd give(::fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 0));
         if (!give) return Error::from_errno(where(s) + ": fcntl F_DUPFD_CLOEXEC");
         int raw = give.get();
-        CR_TRY(m_ctx.set_object_fd(s.object_id(), raw));
+        CR_TRY(m_ctx->set_object_fd(s.object_id(), raw));
         give.release();
-        m_ctx.debug(strf("%s: made", where(s).c_str()));
+        m_ctx->debug(strf("%s: made", where(s).c_str()));
     }
     return {};
 }
@@ -382,7 +380,7 @@ Result<void> Restorer::finish() {
             CR_TRY(connect_by_name(l.fd.get(), to, where(s) + (ext.empty() ? "" : ": external peer (--ext-unix-sk)")));
         }
         unsigned bits = s.shutdown() & 3u;
-        if (l.fd && !s.listener() && bits && ::shutdown(l.fd.get(), static_cast<int>(bits) - 1) != 0 && errno != ENOTCONN)
+        if (l.fd && bits && ::shutdown(l.fd.get(), static_cast<int>(bits) - 1) != 0 && errno != ENOTCONN)
             return Error::from_errno(where(s) + ": shutdown");
     }
     for (auto& [ino, l] : m_live) l.partner.reset();

@@ -38,7 +38,7 @@ struct SocketRecord {
     bool peer_closed = false;
     bool accepted = false;
     std::string external_peer;
-    uint64_t listener = 0;
+    uint64_t listener = 0;  // a client not yet accepted: the listener it waits on
     int rcvbuf = 0, sndbuf = 0, passcred = 0, peek_off = -1;
     std::vector<Message> queue;
     std::vector<std::vector<uint64_t>> queue_socket_fds;  // per message: inodes of the sockets in flight
@@ -46,14 +46,20 @@ struct SocketRecord {
 
 class Dumper {
 public:
-    explicit Dumper(sdk::Context& ctx) : m_ctx(ctx) {}
+    // The context of the op being run: a Context lives only as long as its op.
+    void use(sdk::Context& ctx) { m_ctx = &ctx; }
     Result<void> dump_fd(const cr_fd_info& fd);
     Result<void> finish();
 
 private:
     Result<void> load_diag();
-    Result<SocketRecord*> capture(uint64_t ino, UniqueFd own, pid_t pid, const std::string& where);
-    Result<void> capture_embryos(SocketRecord& listener);
+    struct Holder {
+        uint64_t object_id;
+        pid_t pid;
+        int fd;  // -1: in flight
+    };
+    Result<SocketRecord*> capture(uint64_t ino, UniqueFd own, Holder holder, const std::string& where);
+    Result<void> check_pending(SocketRecord& s);
     Result<void> capture_queue(SocketRecord& s, const std::string& where);
     Result<void> check_peers();
     void decide_accepted();
@@ -61,7 +67,7 @@ private:
     bool is_listener_name(const std::string& name, uint64_t vfs_ino) const;
     Result<void> write_section();
 
-    sdk::Context& m_ctx;
+    sdk::Context* m_ctx = nullptr;
     bool m_loaded = false;
     DiagTable m_diag;
     std::map<uint64_t, std::unique_ptr<SocketRecord>> m_socks;
@@ -69,7 +75,7 @@ private:
 
 class Restorer {
 public:
-    explicit Restorer(sdk::Context& ctx) : m_ctx(ctx) {}
+    void use(sdk::Context& ctx) { m_ctx = &ctx; }
     Result<void> prepare();
     Result<void> finish();  // post_restore: queues, shutdowns, late connects, options
 
@@ -96,7 +102,7 @@ private:
     Live* find(uint64_t ino);
     std::string where(const fb::UnixSocket& s) const;
 
-    sdk::Context& m_ctx;
+    sdk::Context* m_ctx = nullptr;
     const fb::UnixImage* m_image = nullptr;
     std::map<uint64_t, Live> m_live;
     std::vector<std::string> m_unlink_later;                     // names whose file was gone at dump

@@ -78,9 +78,12 @@ inline Result<ssize_t> peek_one(int fd, int type, std::vector<uint8_t>& buf, Mes
     int flags = MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | (type == SOCK_STREAM ? 0 : MSG_TRUNC);
     ssize_t n = ::recvmsg(fd, &msg, flags);
     end = false;
-    if (n < 0 && errno == EAGAIN) return end = true, ssize_t{-1};
+    if (n < 0 && errno == EAGAIN) {
+        end = true;
+        return ssize_t{-1};
+    }
     if (n < 0) return Error::from_errno("recvmsg MSG_PEEK");
-    // Credentials come with every message while SO_PASSCRED is on: none means the end of a
+    // Credentials come with every datagram while SO_PASSCRED is on: none means the end of a
     // queue that is shut down for reading.
     bool creds = false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -102,7 +105,11 @@ inline Result<ssize_t> peek_one(int fd, int type, std::vector<uint8_t>& buf, Mes
         }
     }
     if (msg.msg_flags & MSG_CTRUNC) return Error("recvmsg MSG_PEEK: control data cut (more than 253 descriptors)");
-    if (n == 0 && !creds && out.fds.empty()) return end = true, ssize_t{-1};
+    // A stream has no empty messages: 0 is its end (shut down for reading, or the peer gone).
+    if (n == 0 && (type == SOCK_STREAM || (!creds && out.fds.empty()))) {
+        end = true;
+        return ssize_t{-1};
+    }
     if (type != SOCK_STREAM && msg.msg_namelen > offsetof(sockaddr_un, sun_path))
         out.sender.assign(from.sun_path, msg.msg_namelen - offsetof(sockaddr_un, sun_path));
     size_t got = std::min(static_cast<size_t>(n), buf.size());

@@ -1,0 +1,106 @@
+#!/bin/bash
+# Unix sockets (cr.net.unix): wl_unix (stream, datagram and seqpacket pairs with data both ways,
+# path and abstract listeners with accepted and pending connections, a bound datagram socket with
+# datagrams from three senders, sockets in flight, credentials, shutdown states, a closed peer,
+# shared and dup'd descriptors, buffer sizes, SO_PEEK_OFF, O_NONBLOCK) is dumped and restored
+# and checks itself. Then what cr must refuse, each time with the target left running:
+# a pipe in flight, a peer outside the dumped tree (and --ext-unix-sk for a datagram socket
+# connected to a path outside, which the restore connects again).
+source "$(dirname "$0")/lib.sh"
+
+case_round_trip() {
+    local wl=$T/wl img=$T/img ids pid rpid rc=0
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/wl.log" "$WL_DIR/wl_unix" "$wl")
+    SHOW_ON_FAIL=("$T/wl.log" "$img/dump.log" "$img/restore.log" "$T/restore.err")
+    wait_file "$wl/ready" 30
+    ids=$(tree_ids "$pid")
+    cr_capture dump -t "$pid" -D "$img"
+    [[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
+    wait_gone $ids
+    wait_pid_free $ids
+    timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
+    rpid=$!
+    track "$rpid" timeout
+    wait_file "$img/restore.log" 30
+    touch "$wl/go"
+    wait "$rpid" || rc=$?
+    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 60 s"
+    [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
+    grep -q '^wl_unix: ok$' "$T/wl.log" || fail "no 'wl_unix: ok' in the workload's log"
+    [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+    log "ok: unix sockets restored with their names, peers, queues and options"
+}
+
+# Dumps PID expecting an error with NEEDLEs; the target must run on, untraced.
+refused() { # PID IMG NEEDLE... (extra cr options in DUMP_OPTS)
+    local pid=$1 img=$2
+    shift 2
+    cr_capture dump -t "$pid" -D "$img" "${DUMP_OPTS[@]}"
+    expect_cr_error dump "$@"
+    is_running "$pid" || fail "pid $pid is gone after the refused dump"
+    assert_untraced "$pid"
+}
+
+# The refused workload says whether it kept its state.
+verdict() { # DIR
+    touch "$1/go"
+    wait_file "$1/result" 30
+    [[ $(<"$1/result") == ok ]] || fail "the workload says '$(<"$1/result")' after the refused dump"
+}
+
+case_inflight_pipe() {
+    local wl=$T/pipe pid
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/pipe.log" "$WL_DIR/wl_unix" --unsupported inflight-pipe "$wl")
+    SHOW_ON_FAIL=("$T/pipe.log")
+    wait_file "$wl/ready" 30
+    DUMP_OPTS=()
+    refused "$pid" "$T/pipe-img" "pid $pid fd" "pipe:[" "in flight"
+    verdict "$wl"
+}
+
+case_external_peer() {
+    local wl=$T/ext pid child sfd dfd
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/ext.log" "$WL_DIR/wl_unix" --unsupported external-stream "$wl")
+    SHOW_ON_FAIL=("$T/ext.log")
+    wait_file "$wl/ready" 30
+    wait_file "$wl/child" 30
+    read -r child sfd dfd <"$wl/child"
+    DUMP_OPTS=()
+    refused "$child" "$T/ext-img" "pid $child fd" "outside the dumped tree" "--ext-unix-sk" "pid $pid fd"
+    DUMP_OPTS=(--ext-unix-sk)
+    refused "$child" "$T/ext-img2" "pid $child fd $sfd" "has no name"
+    verdict "$wl"
+}
+
+# --ext-unix-sk: the datagram socket is connected again to the path of its peer outside.
+case_external_dgram() {
+    local wl=$T/extd pid child sfd dfd img=$T/extd-img rpid rc=0
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/extd.log" "$WL_DIR/wl_unix" --unsupported external-dgram "$wl")
+    SHOW_ON_FAIL=("$T/extd.log" "$img/dump.log" "$img/restore.log")
+    wait_file "$wl/ready" 30
+    wait_file "$wl/child" 30
+    read -r child sfd dfd <"$wl/child"
+    DUMP_OPTS=()
+    refused "$child" "$img-refused" "pid $child fd $dfd" "$wl/ext.sock" "--ext-unix-sk"
+    cr_capture dump -t "$child" -D "$img" --ext-unix-sk
+    [[ $CR_RC -eq 0 ]] || fail "cr dump --ext-unix-sk -t $child failed ($CR_RC): $CR_ERR"
+    wait_gone "$child"
+    wait_pid_free "$child"
+    timeout -k 5 60 "$CR" restore -D "$img" >"$T/extd-restore.out" 2>"$T/extd-restore.err" &
+    rpid=$!
+    track "$rpid" timeout
+    wait_file "$img/restore.log" 30
+    verdict "$wl"
+    wait "$rpid" || rc=$?
+    [[ $rc -eq 0 ]] || fail "cr restore of the child exited $rc; stderr: $(<"$T/extd-restore.err")"
+}
+
+run_case round_trip case_round_trip
+run_case inflight_pipe case_inflight_pipe
+run_case external_peer case_external_peer
+run_case external_dgram case_external_dgram
+finish_cases
