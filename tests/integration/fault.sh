@@ -3,7 +3,7 @@
 # The test-only handler cr.test.fault (found through CR_PLUGIN_PATH) fails the phase named by
 # CR_TEST_FAULT_PHASE. One wl_mixed takes every failed dump in turn and checks itself at the end;
 # dump_fd goes to the handler claiming the fd, so that phase is driven through a process holding
-# the unix stream socket the fault handler claims.
+# the raw netlink socket the fault handler claims.
 source "$(dirname "$0")/lib.sh"
 
 [[ -d ${CR_FAULT_HANDLER_DIR:-} ]] || fail "CR_FAULT_HANDLER_DIR does not name the fault handler's directory"
@@ -69,7 +69,7 @@ case_post_dump() { fault_in post_dump; }
 case_dump_fd() {
     local wl=$T/sock pid a b c out
     mkdir -p "$wl"
-    pid=$(cr_run "$T/sock.log" "$WL_DIR/wl_unix_socket" "$wl")
+    pid=$(cr_run "$T/sock.log" "$WL_DIR/wl_unix_socket" "$wl" netlink)
     wait_file "$wl/ready" 30
     CR_TEST_FAULT_PHASE=dump_fd cr_capture dump -t "$pid" -D "$T/img-dump_fd"
     expect_cr_error dump "fault injected in dump_fd"
