@@ -1,10 +1,10 @@
 #!/bin/bash
 # Unix sockets (cr.net.unix): wl_unix (stream, datagram and seqpacket pairs with data both ways,
 # path and abstract listeners with accepted and pending connections, a bound datagram socket with
-# datagrams from three senders, sockets in flight, credentials, shutdown states, a closed peer,
-# shared and dup'd descriptors, buffer sizes, SO_PEEK_OFF, O_NONBLOCK) is dumped and restored
-# and checks itself. Then what cr must refuse, each time with the target left running:
-# a pipe in flight, a peer outside the dumped tree (and --ext-unix-sk for a datagram socket
+# datagrams from three senders, sockets, a file and pipes in flight, credentials, shutdown
+# states, a closed peer, shared and dup'd descriptors, buffer sizes, SO_PEEK_OFF, O_NONBLOCK)
+# is dumped and restored and checks itself. Then what cr must refuse, each time with the target left running:
+# an eventfd in flight, a peer outside the dumped tree (and --ext-unix-sk for a datagram socket
 # connected to a path outside, which the restore connects again).
 source "$(dirname "$0")/lib.sh"
 
@@ -49,14 +49,14 @@ verdict() { # DIR
     [[ $(<"$1/result") == ok ]] || fail "the workload says '$(<"$1/result")' after the refused dump"
 }
 
-case_inflight_pipe() {
-    local wl=$T/pipe pid
+case_inflight_eventfd() {
+    local wl=$T/efd pid
     mkdir -p "$wl"
-    pid=$(cr_run "$T/pipe.log" "$WL_DIR/wl_unix" --unsupported inflight-pipe "$wl")
-    SHOW_ON_FAIL=("$T/pipe.log")
+    pid=$(cr_run "$T/efd.log" "$WL_DIR/wl_unix" --unsupported inflight-eventfd "$wl")
+    SHOW_ON_FAIL=("$T/efd.log")
     wait_file "$wl/ready" 30
     DUMP_OPTS=()
-    refused "$pid" "$T/pipe-img" "pid $pid fd" "pipe:[" "in flight"
+    refused "$pid" "$T/efd-img" "pid $pid fd" "eventfd" "in flight"
     verdict "$wl"
 }
 
@@ -100,7 +100,7 @@ case_external_dgram() {
 }
 
 run_case round_trip case_round_trip
-run_case inflight_pipe case_inflight_pipe
+run_case inflight_eventfd case_inflight_eventfd
 run_case external_peer case_external_peer
 run_case external_dgram case_external_dgram
 finish_cases

@@ -9,7 +9,9 @@
  *   - a datagram socket bound at DIR/dgram.sock holding datagrams from an unnamed sender, from a
  *     sender bound at DIR/sender.sock and from a socket connected to it;
  *   - descriptors in flight (SCM_RIGHTS): one end of a socketpair whose other end the parent
- *     keeps, and both ends of a socketpair nobody holds any more, one with data queued in it;
+ *     keeps, both ends of a socketpair nobody holds any more, one with data queued in it, a
+ *     regular file (contents, position, access mode), a pipe's read end whose write end the
+ *     parent keeps and both ends of a pipe nobody holds, with data queued in both pipes;
  *   - credentials (SO_PASSCRED): packets from the child and from the parent;
  *   - shutdown (SHUT_WR, SHUT_RD, both), a pair whose other end was closed after writing;
  *   - SO_RCVBUF, SO_SNDBUF, SO_PEEK_OFF, O_NONBLOCK.
@@ -17,7 +19,7 @@
  * and exits 0 ("wl_unix: ok") or 1 with each difference on stderr.
  *
  * --unsupported KIND: a socket cr must refuse, then hold (see wl_hold):
- *   inflight-pipe   a pipe end in flight in a socketpair's queue;
+ *   inflight-eventfd  an eventfd in flight in a socketpair's queue;
  *   external-dgram  the child (dump it alone; "PID -1 FD" in DIR/child) holds a datagram
  *                   socket connected to DIR/ext.sock, which the parent binds. After go the
  *                   child sends "after" through it; the parent receives it and writes
@@ -28,6 +30,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -42,6 +45,7 @@
 #define N_CLOSED 400u
 #define N_PEEK 64u
 #define PEEK_OFF 5
+#define INFLIGHT_POS 7
 
 enum {
     k_seed_sp_ab = 31, k_seed_sp_ba, k_seed_dg, k_seed_sq, k_seed_acc_in, k_seed_acc_out, k_seed_shut,
@@ -57,6 +61,7 @@ static struct {
     int sq_lst, sq_acc, sq_cli, sq_pend;
     int dgs, dg_sender, dg_conn;       /* bound dgram receiver, named sender, connected client */
     int carrier_r, carrier_w, kept;    /* carrier pair for fds in flight; kept: peer of a sent end */
+    int pipe_w;                        /* write end of a pipe whose read end is in flight */
     int cred_r, cred_w;                /* seqpacket pair, cred_r has SO_PASSCRED */
     int shw_a, shw_b, shr_a, shr_b, shb_a, shb_b, cl_b;
     int peek, peek_w, nb;
@@ -117,6 +122,27 @@ static void send_pattern(int fd, size_t len, uint64_t seed, uint64_t base) {
         done += (size_t)n;
     } while (done < len);
     free(buf);
+}
+
+static void write_pattern(int fd, size_t len, uint64_t seed, uint64_t base) {
+    uint8_t buf[256];
+    if (len > sizeof buf) wl_die("wl_unix", "write_pattern too long");
+    wl_fill_bytes(buf, len, seed, base);
+    if (write(fd, buf, len) != (ssize_t)len) wl_die("wl_unix", "write");
+}
+
+static void read_expect(int fd, size_t len, uint64_t seed, uint64_t base, const char* what) {
+    uint8_t buf[256];
+    ssize_t n = read(fd, buf, len);
+    if (n != (ssize_t)len) {
+        wl_fail("%s: read %zd of %zu bytes (%s)", what, n, len, n < 0 ? strerror(errno) : "short");
+        return;
+    }
+    for (size_t i = 0; i < len; ++i)
+        if (buf[i] != wl_pattern_byte(seed, base + i)) {
+            wl_fail("%s: byte %zu differs", what, i);
+            return;
+        }
 }
 
 static void send_fds(int fd, const char* text, const int* fds, int count) {
@@ -346,6 +372,22 @@ static void setup(void) {
     close(x0);
     close(y0);
     close(y1);
+    int file = open(at("inflight.txt"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (file < 0) wl_die("wl_unix", "open inflight.txt");
+    wl_write_pattern(file, 0, 4000, k_seed_inflight);
+    lseek(file, INFLIGHT_POS, SEEK_SET);
+    send_fds(g.carrier_w, "f", &file, 1);
+    close(file);
+    int p1[2], p2[2];
+    if (pipe2(p1, O_CLOEXEC) != 0 || pipe2(p2, O_CLOEXEC) != 0) wl_die("wl_unix", "pipe");
+    g.pipe_w = p1[1];
+    write_pattern(g.pipe_w, 50, k_seed_inflight, 5000);
+    send_fds(g.carrier_w, "p", &p1[0], 1);
+    close(p1[0]);
+    if (write(p2[1], "forty bytes in a pipe nobody holds now!", 40) != 40) wl_die("wl_unix", "write");
+    send_fds(g.carrier_w, "q", p2, 2);
+    close(p2[0]);
+    close(p2[1]);
 
     make_pair(SOCK_SEQPACKET, &g.cred_r, &g.cred_w);
     int on = 1;
@@ -476,6 +518,32 @@ static void check(void) {
         expect_packet(fds[0], 5, k_seed_inflight, 2000, "in flight y: pair", NULL);
     }
 
+    n = recv_fds(g.carrier_r, text, sizeof text, fds, 4);
+    WL_CHECK(n == 1 && strcmp(text, "f") == 0, "in flight file: %d descriptors, text '%s'", n, text);
+    if (n == 1) {
+        WL_CHECK(lseek(fds[0], 0, SEEK_CUR) == INFLIGHT_POS, "in flight file: position %lld, expected %d",
+                 (long long)lseek(fds[0], 0, SEEK_CUR), INFLIGHT_POS);
+        WL_CHECK((fcntl(fds[0], F_GETFL) & O_ACCMODE) == O_RDWR, "in flight file: not read-write");
+        wl_check_pattern(fds[0], 0, 4000, k_seed_inflight, 0, "in flight file");
+    }
+    n = recv_fds(g.carrier_r, text, sizeof text, fds, 4);
+    WL_CHECK(n == 1 && strcmp(text, "p") == 0, "in flight pipe: %d descriptors, text '%s'", n, text);
+    if (n == 1) {
+        read_expect(fds[0], 50, k_seed_inflight, 5000, "in flight pipe: queued");
+        write_pattern(g.pipe_w, 9, k_seed_inflight, 6000);
+        read_expect(fds[0], 9, k_seed_inflight, 6000, "in flight pipe: written after the restore");
+    }
+    n = recv_fds(g.carrier_r, text, sizeof text, fds, 4);
+    WL_CHECK(n == 2 && strcmp(text, "q") == 0, "in flight pipe, both ends: %d descriptors, text '%s'", n, text);
+    if (n == 2) {
+        char buf[64] = {0};
+        WL_CHECK(read(fds[0], buf, sizeof buf) == 40 && strcmp(buf, "forty bytes in a pipe nobody holds now!") == 0,
+                 "in flight pipe, both ends: queued data '%s'", buf);
+        WL_CHECK(write(fds[1], "z", 1) == 1 && read(fds[0], buf, 1) == 1 && buf[0] == 'z',
+                 "in flight pipe, both ends: not one pipe");
+    }
+    expect_empty(g.carrier_r, "carrier");
+
     expect_creds(g.cred_r, g.child, "credentials from the child");
     expect_creds(g.cred_r, getpid(), "credentials from the parent");
 
@@ -504,17 +572,20 @@ static void check(void) {
 }
 
 static int unsupported(const char* kind) {
-    if (strcmp(kind, "inflight-pipe") == 0) {
-        int a, b, p[2];
+    if (strcmp(kind, "inflight-eventfd") == 0) {
+        int a, b;
         make_pair(SOCK_STREAM, &a, &b);
-        if (pipe2(p, O_CLOEXEC) != 0) wl_die("wl_unix", "pipe");
-        send_fds(a, "p", &p[0], 1);
-        close(p[0]);
+        int e = eventfd(3, EFD_CLOEXEC);
+        if (e < 0) wl_die("wl_unix", "eventfd");
+        send_fds(a, "e", &e, 1);
+        close(e);
         wl_hold();
         char text[8];
         int fds[2];
         int n = recv_fds(b, text, sizeof text, fds, 2);
-        WL_CHECK(n == 1, "pipe in flight: %d descriptors after the refused dump", n);
+        uint64_t v = 0;
+        WL_CHECK(n == 1 && read(fds[0], &v, sizeof v) == sizeof v && v == 3,
+                 "eventfd in flight: %d descriptors, value %llu after the refused dump", n, (unsigned long long)v);
         return wl_verdict();
     }
     int ext_stream = strcmp(kind, "external-stream") == 0;

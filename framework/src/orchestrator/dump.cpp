@@ -182,8 +182,18 @@ Result<DumpReport> run_dump(const DumpOptions& opt, Log& log) {
             return f ? f(s.self, &s.ctx, t.pid) : CR_OK;
         }));
     }
-    for (const FdObject& o : fds.objects) {
-        if (forgotten(host, fds, o.id)) continue;
+    host.adopt = [&](int fd) -> Result<uint64_t> {
+        auto [id, fresh] = CR_TRY(adopt_fd(fds, fd, log));
+        const FdObject& o = fds.objects[id - 1];
+        if (fresh && !registry.claimer(o.kind))
+            return Error(strf("%s (%s) held by no task: %s", o.description.c_str(), o.link.c_str(),
+                              missing_handler(o.kind).c_str()));
+        return id;
+    };
+    // Objects adopted while this runs (files in flight) join the end of the table.
+    for (size_t i = 0; i < fds.objects.size(); ++i) {
+        const FdObject& o = fds.objects[i];
+        if (!o.adopted && forgotten(host, fds, o.id)) continue;
         HandlerSlot* s = host.slot_for(registry.claimer(o.kind));
         auto f = s ? s->op(&cr_handler_ops::dump_fd) : nullptr;
         if (!f) return Error(strf("pid %d fd %d: %s claims %s but cannot dump it", o.pid, o.fd,

@@ -107,4 +107,26 @@ Result<FdTable> collect_fds(const std::vector<TaskRecord>& tasks, Log& log) {
     return table;
 }
 
+Result<std::pair<uint64_t, bool>> adopt_fd(FdTable& table, int fd, Log& log) {
+    pid_t self = ::getpid();
+    for (const FdObject& o : table.objects)
+        if (::syscall(SYS_kcmp, self, o.pid, KCMP_FILE, fd, o.fd) == 0) return std::pair{o.id, false};
+    UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!dup) return Error::from_errno("fcntl(F_DUPFD_CLOEXEC) of a file held by no task");
+    FdObject o;
+    o.link = CR_TRY(proc::read_link(strf("/proc/self/fd/%d", dup.get())));
+    o.info = CR_TRY(proc::read_fdinfo(self, dup.get()));
+    auto [kind, description] = classify_fd(o.link, dup.get());
+    o.id = table.objects.size() + 1;
+    o.pid = self;
+    o.fd = dup.get();
+    o.kind = kind;
+    o.description = description;
+    o.cr_fd = std::move(dup);
+    o.adopted = true;
+    log.debug("fds", strf("held by no task: %s (%s), object %lu", o.description.c_str(), o.link.c_str(), o.id));
+    table.objects.push_back(std::move(o));
+    return std::pair{table.objects.back().id, true};
+}
+
 }  // namespace cr::fw

@@ -6,6 +6,8 @@
 
 #include <cr/fw/proc.hpp>
 
+#include <deque>
+
 namespace cr::fw {
 
 struct FdObject {
@@ -17,6 +19,7 @@ struct FdObject {
     std::string description;  // "unix stream socket", "regular file" ...
     std::string link;
     proc::FdInfo info;
+    bool adopted = false;  // held by no task (in flight): pid is cr's, fd is cr_fd
 };
 
 struct FdEntry {
@@ -27,11 +30,15 @@ struct FdEntry {
 };
 
 struct FdTable {
-    std::vector<FdObject> objects;
+    std::deque<FdObject> objects;  // a deque: objects adopted during dump_fd leave the others in place
     std::vector<FdEntry> entries;
 };
 
 Result<FdTable> collect_fds(const std::vector<TaskRecord>& tasks, Log& log);
+
+// The object an open file description held by no task (fd, inside cr) is: one of the table's
+// when a task holds it too (second: false), else a new adopted object (second: true).
+Result<std::pair<uint64_t, bool>> adopt_fd(FdTable& table, int fd, Log& log);
 
 // Claim kind and a human description of an fd from its /proc link and a duplicate of it.
 std::pair<std::string, std::string> classify_fd(const std::string& link, int fd);

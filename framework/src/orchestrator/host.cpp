@@ -213,6 +213,26 @@ int api_fd_forget(cr_context* ctx, pid_t pid, int fd) {
     return CR_OK;
 }
 
+int api_fd_adopt(cr_context* ctx, int fd, uint64_t* object_id) {
+    Host& h = host(ctx);
+    if (!h.writer || !h.adopt) return fail(ctx, Error("files held by no task can be saved only while dumping"));
+    if (fd < 0 || !object_id) return fail(ctx, Error("fd_adopt: invalid arguments"));
+    auto r = h.adopt(fd);
+    if (!r) return fail(ctx, r.error());
+    *object_id = *r;
+    return CR_OK;
+}
+
+int api_object_fd_get(cr_context* ctx, uint64_t object_id) {
+    Host& h = host(ctx);
+    if (!h.reader) return fail(ctx, Error("restored objects can be lent only while restoring")), -1;
+    auto it = h.object_fds.find(object_id);
+    if (it == h.object_fds.end()) return fail(ctx, Error(strf("object %lu: no handler restored it", object_id))), -1;
+    int fd = ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return fail(ctx, Error::from_errno(strf("object %lu: fcntl(F_DUPFD_CLOEXEC)", object_id))), -1;
+    return fd;
+}
+
 }  // namespace
 
 const cr_host_api Host::k_api = {
@@ -221,7 +241,7 @@ const cr_host_api Host::k_api = {
     api_task_find, api_remote_syscall, api_remote_scratch, api_mem_read, api_mem_write,
     api_object_fd_set, api_thread_create, api_thread_set_entry, api_stub_reserved,
     api_image_file_hash, api_parent_count, api_parent_section_read, api_parent_file_open,
-    api_fd_forget,
+    api_fd_forget, api_fd_adopt, api_object_fd_get,
 };
 
 Host::Host(Log& log, Tracer& tracer, std::map<std::string, std::string> options)

@@ -72,6 +72,7 @@ public:
     std::map<uint64_t, int> object_fds;  // restore: open file description id -> fd in cr
     std::vector<ImageReader*> parents;  // incremental images: the chain above, parent first
     std::set<std::pair<pid_t, int>> forgotten_fds;  // dump: fds handlers left out of the image
+    std::function<Result<uint64_t>(int fd)> adopt;   // dump: object id of a file held by no task
 
     [[nodiscard]] const TaskRecord* find_task(pid_t pid) const;
     [[nodiscard]] const char* option(const char* key) const;

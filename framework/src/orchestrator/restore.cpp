@@ -264,8 +264,6 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
             kill_stubs(root);
         }
     } guard{tracer, *root};
-    for (auto& [id, fd] : host.object_fds) ::close(fd);
-    host.object_fds.clear();
 
     CR_TRY(wait_ready(report_read.get(), plan.tasks.size(), log));
     log.info(k_tag, strf("%zu stub(s) ready in %.3f s", plan.tasks.size(), log.elapsed() - t_fork));
@@ -284,6 +282,9 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
         auto f = s.op(&cr_handler_ops::post_restore);
         return f ? f(s.self, &s.ctx) : CR_OK;
     }, true, false));
+    // Kept until now for handlers that send them (object_fd_get): files in flight.
+    for (auto& [id, fd] : host.object_fds) ::close(fd);
+    host.object_fds.clear();
     std::set<pid_t> stopped;
     for (const TaskRecord& t : host.tasks)
         if (t.flags & CR_TASK_STOPPED) stopped.insert(t.pid);

@@ -181,25 +181,35 @@ Result<void> Dumper::check_pending(SocketRecord& s) {
     return {};
 }
 
+// Descriptors in flight: unix sockets are this handler's own; regular files and pipes go to their
+// handlers through the core (adopt_fd), which names them by object id.
 Result<void> Dumper::capture_queue(SocketRecord& s, const std::string& w) {
     std::vector<Message> queue = CR_TRY_CTX(peek_queue(s.own.get(), s.diag.type), w + ": reading its queue");
     for (Message& m : queue) {
-        std::vector<uint64_t> inos;
+        std::vector<SocketRecord::InFlight> refs;
         for (UniqueFd& f : m.fds) {
             struct stat st {};
+            if (::fstat(f.get(), &st) != 0) return Error::from_errno(w + ": fstat of a descriptor in flight");
             int domain = 0;
             socklen_t len = sizeof domain;
-            if (::fstat(f.get(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
-                ::getsockopt(f.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX)
-                return Error(strf("%s: its queue carries %s in flight (SCM_RIGHTS); only unix sockets "
-                                  "in flight can be saved",
-                                  w.c_str(), describe_fd(f.get()).c_str()));
-            uint64_t ino = static_cast<uint64_t>(st.st_ino);
-            inos.push_back(ino);
-            if (!m_socks.count(ino)) CR_TRY(capture(ino, std::move(f), Holder{0, s.pid, -1}, w + ": in flight"));
+            if (S_ISSOCK(st.st_mode) && ::getsockopt(f.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+                domain == AF_UNIX) {
+                uint64_t ino = static_cast<uint64_t>(st.st_ino);
+                refs.push_back({ino, 0});
+                if (!m_socks.count(ino)) CR_TRY(capture(ino, std::move(f), Holder{0, s.pid, -1}, w + ": in flight"));
+                continue;
+            }
+            std::string what = describe_fd(f.get());
+            if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+                return Error(strf("%s: its queue carries %s in flight (SCM_RIGHTS); only unix sockets, regular "
+                                  "files and pipes in flight can be saved",
+                                  w.c_str(), what.c_str()));
+            uint64_t id = CR_TRY_CTX(m_ctx->adopt_fd(f.get()), strf("%s: %s in flight", w.c_str(), what.c_str()));
+            refs.push_back({0, id});
+            m_ctx->debug(strf("%s: %s in flight, object %llu", w.c_str(), what.c_str(), ull(id)));
         }
         m.fds.clear();
-        s.queue_socket_fds.push_back(std::move(inos));
+        s.queue_fds.push_back(std::move(refs));
     }
     s.queue = std::move(queue);
     return {};
@@ -299,7 +309,7 @@ Result<void> Dumper::write_section() {
         for (size_t i = 0; i < s.queue.size(); ++i) {
             const Message& m = s.queue[i];
             std::vector<flatbuffers::Offset<fb::UnixInFlight>> fds;
-            for (uint64_t f : s.queue_socket_fds[i]) fds.push_back(fb::CreateUnixInFlight(fbb, f, 0));
+            for (const auto& f : s.queue_fds[i]) fds.push_back(fb::CreateUnixInFlight(fbb, f.socket_ino, f.object_id));
             std::vector<uint8_t> sender(m.sender.begin(), m.sender.end());
             queue.push_back(fb::CreateUnixMessageDirect(fbb, &m.data, &fds, m.pid, m.uid, m.gid, &sender));
         }

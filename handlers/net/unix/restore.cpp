@@ -126,6 +126,7 @@ Result<void> Restorer::check_image() {
                 if (m->fds() && m->fds()->size() > k_max_fds) return Error(w + ": too many descriptors in a message");
                 if (m->fds())
                     for (const fb::UnixInFlight* f : *m->fds()) {
+                        if (!f->socket_ino() && f->object_id()) continue;  // checked when lent
                         Live* target = f->socket_ino() ? find(f->socket_ino()) : nullptr;
                         if (!target)
                             return Error(w + ": a descriptor in flight that is not a socket of the image");
@@ -317,8 +318,17 @@ Result<void> Restorer::fill(Live& r) {
         OutMessage out;
         out.data = m->data() ? m->data()->data() : nullptr;
         out.size = m->data() ? m->data()->size() : 0;
+        std::vector<UniqueFd> lent;  // files other handlers restored
         if (m->fds())
-            for (const fb::UnixInFlight* f : *m->fds()) out.fds.push_back(find(f->socket_ino())->fd.get());
+            for (const fb::UnixInFlight* f : *m->fds()) {
+                if (f->socket_ino()) {
+                    out.fds.push_back(find(f->socket_ino())->fd.get());
+                    continue;
+                }
+                lent.push_back(CR_TRY_CTX(m_ctx->object_fd(f->object_id()),
+                                          strf("%s: the file in flight (object %llu)", what.c_str(), ull(f->object_id()))));
+                out.fds.push_back(lent.back().get());
+            }
         if (m->pid() > 0 && (::kill(m->pid(), 0) == 0 || errno == EPERM)) {
             out.creds = true;
             out.cred = {m->pid(), m->uid(), m->gid()};

@@ -41,7 +41,11 @@ struct SocketRecord {
     uint64_t listener = 0;  // a client not yet accepted: the listener it waits on
     int rcvbuf = 0, sndbuf = 0, passcred = 0, peek_off = -1;
     std::vector<Message> queue;
-    std::vector<std::vector<uint64_t>> queue_socket_fds;  // per message: inodes of the sockets in flight
+    struct InFlight {
+        uint64_t socket_ino = 0;  // a unix socket of this image
+        uint64_t object_id = 0;   // a file another handler saves (adopted by the core)
+    };
+    std::vector<std::vector<InFlight>> queue_fds;  // per message
 };
 
 class Dumper {

@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define CR_ABI_MAJOR 1
-#define CR_ABI_MINOR 1
+#define CR_ABI_MINOR 2
 #define CR_HANDLER_SYMBOL "cr_handler_get_info"
 #define CR_EXPORT __attribute__((visibility("default")))
 
@@ -128,6 +128,18 @@ typedef struct cr_host_api {
     /* Dump: leaves fd of task pid out of the image: a helper of the handler's own inside the
      * task, which the handler closed. */
     int (*fd_forget)(cr_context* ctx, pid_t pid, int fd);
+
+    /* Since 1.2. */
+    /* Dump: an open file description the handler found outside every task's fd table (a file
+     * in flight in a unix socket's queue); fd is a descriptor of it inside cr, which stays the
+     * caller's. The core names it by object id: the one it has when a task of the tree holds it
+     * too, else a new object, which it checks and hands to the handler claiming its kind
+     * (dump_fd, after the objects the tree holds, with pid cr's own and fd == cr_fd: no task
+     * holds it). Such an object has no fd in any task after restore. */
+    int (*fd_adopt)(cr_context* ctx, int fd, uint64_t* object_id);
+    /* Restore, from prepare until post_restore: a new descriptor (close-on-exec) of the open
+     * file description some handler made for object_id (object_fd_set), or -1. */
+    int (*object_fd_get)(cr_context* ctx, uint64_t object_id);
 } cr_host_api;
 
 struct cr_context {

@@ -153,6 +153,24 @@ public:
     }
     Result<void> forget_fd(pid_t pid, int fd) const { return status(api()->fd_forget(m_raw, pid, fd)); }
 
+    [[nodiscard]] bool has_api_1_2() const {
+        return api()->struct_size >= offsetof(cr_host_api, object_fd_get) + sizeof(api()->object_fd_get);
+    }
+    // The object id of an open file description held by no task (a file in flight).
+    Result<uint64_t> adopt_fd(int fd) const {
+        if (!has_api_1_2()) return Error("this cr cannot save files held by no task (handler ABI 1.2 needed)");
+        uint64_t id = 0;
+        if (api()->fd_adopt(m_raw, fd, &id) != CR_OK) return last_error();
+        return id;
+    }
+    // A descriptor of the open file description another handler restored for object_id.
+    Result<UniqueFd> object_fd(uint64_t object_id) const {
+        if (!has_api_1_2()) return Error("this cr cannot lend restored objects (handler ABI 1.2 needed)");
+        int fd = api()->object_fd_get(m_raw, object_id);
+        if (fd < 0) return last_error();
+        return UniqueFd(fd);
+    }
+
 private:
     [[nodiscard]] const cr_host_api* api() const { return m_raw->api; }
     [[nodiscard]] Error last_error() const { return Error(api()->last_error(m_raw)); }
