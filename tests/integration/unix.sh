@@ -32,6 +32,21 @@ case_round_trip() {
     log "ok: unix sockets restored with their names, peers, queues and options"
 }
 
+# --leave-running: the dump reads every queue without taking anything out and puts every option
+# it touched back (SO_PEEK_OFF, SO_PASSCRED): the workload finds everything as it was.
+case_leave_running() {
+    local wl=$T/lr pid
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/lr.log" "$WL_DIR/wl_unix" "$wl")
+    SHOW_ON_FAIL=("$T/lr.log" "$T/lr-img/dump.log")
+    wait_file "$wl/ready" 30
+    cr_capture dump -t "$pid" -D "$T/lr-img" --leave-running
+    [[ $CR_RC -eq 0 ]] || fail "cr dump --leave-running -t $pid failed ($CR_RC): $CR_ERR"
+    is_running "$pid" || fail "pid $pid is gone after dump --leave-running"
+    assert_untraced "$pid"
+    verdict "$wl"
+}
+
 # Dumps PID expecting an error with NEEDLEs; the target must run on, untraced.
 refused() { # PID IMG NEEDLE... (extra cr options in DUMP_OPTS)
     local pid=$1 img=$2
@@ -42,7 +57,7 @@ refused() { # PID IMG NEEDLE... (extra cr options in DUMP_OPTS)
     assert_untraced "$pid"
 }
 
-# The refused workload says whether it kept its state.
+# The workload, still the original process, says whether it kept its state.
 verdict() { # DIR
     touch "$1/go"
     wait_file "$1/result" 30
@@ -100,6 +115,7 @@ case_external_dgram() {
 }
 
 run_case round_trip case_round_trip
+run_case leave_running case_leave_running
 run_case inflight_eventfd case_inflight_eventfd
 run_case external_peer case_external_peer
 run_case external_dgram case_external_dgram
