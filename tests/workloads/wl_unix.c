@@ -26,8 +26,7 @@
  *                   DIR/result (the child restored with --ext-unix-sk, or never dumped);
  *   external-stream the same, and the child also holds one end of a stream pair whose other
  *                   end the parent holds ("PID FD FD" in DIR/child). */
-#include "wl_verify.h"
-
+#include <linux/kcmp.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
@@ -35,7 +34,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <linux/kcmp.h>
+
+#include "wl_verify.h"
 
 #define N_SP_AB 3000u
 #define N_SP_BA 2000u
@@ -48,21 +48,29 @@
 #define INFLIGHT_POS 7
 
 enum {
-    k_seed_sp_ab = 31, k_seed_sp_ba, k_seed_dg, k_seed_sq, k_seed_acc_in, k_seed_acc_out, k_seed_shut,
-    k_seed_closed, k_seed_peek, k_seed_inflight
+    k_seed_sp_ab = 31,
+    k_seed_sp_ba,
+    k_seed_dg,
+    k_seed_sq,
+    k_seed_acc_in,
+    k_seed_acc_out,
+    k_seed_shut,
+    k_seed_closed,
+    k_seed_peek,
+    k_seed_inflight
 };
 static const unsigned k_dg_sizes[] = {10, 0, 1000};
 static const unsigned k_sq_sizes[] = {77, 3000};
 
 static struct {
-    int sp_a, sp_a_dup, sp_b;          /* stream pair: a (parent, dup'd), b (child) */
-    int dg_a, dg_b, sq_a, sq_b;        /* dgram and seqpacket pairs, both ends in the parent */
-    int lst, acc, cli, pend1, pend2;   /* path listener; pend2 is shared with the child */
+    int sp_a, sp_a_dup, sp_b;        /* stream pair: a (parent, dup'd), b (child) */
+    int dg_a, dg_b, sq_a, sq_b;      /* dgram and seqpacket pairs, both ends in the parent */
+    int lst, acc, cli, pend1, pend2; /* path listener; pend2 is shared with the child */
     int sq_lst, sq_acc, sq_cli, sq_pend;
-    int dgs, dg_sender, dg_conn;       /* bound dgram receiver, named sender, connected client */
-    int carrier_r, carrier_w, kept;    /* carrier pair for fds in flight; kept: peer of a sent end */
-    int pipe_w;                        /* write end of a pipe whose read end is in flight */
-    int cred_r, cred_w;                /* seqpacket pair, cred_r has SO_PASSCRED */
+    int dgs, dg_sender, dg_conn;    /* bound dgram receiver, named sender, connected client */
+    int carrier_r, carrier_w, kept; /* carrier pair for fds in flight; kept: peer of a sent end */
+    int pipe_w;                     /* write end of a pipe whose read end is in flight */
+    int cred_r, cred_w;             /* seqpacket pair, cred_r has SO_PASSCRED */
     int shw_a, shw_b, shr_a, shr_b, shb_a, shb_b, cl_b;
     int peek, peek_w, nb;
     char abstract[64];
@@ -169,7 +177,8 @@ static void expect_stream(int fd, size_t len, uint64_t seed, uint64_t base, cons
     while (got < len) {
         ssize_t n = recv(fd, buf + got, len - got, MSG_DONTWAIT);
         if (n <= 0) {
-            wl_fail("%s: read %zu of %zu bytes, then %s", what, got, len, n == 0 ? "end of file" : strerror(errno));
+            wl_fail("%s: read %zu of %zu bytes, then %s", what, got, len,
+                    n == 0 ? "end of file" : strerror(errno));
             free(buf);
             return;
         }
@@ -183,13 +192,15 @@ static void expect_stream(int fd, size_t len, uint64_t seed, uint64_t base, cons
     free(buf);
 }
 
-static void expect_packet(int fd, size_t len, uint64_t seed, uint64_t base, const char* what, const char* from) {
+static void expect_packet(int fd, size_t len, uint64_t seed, uint64_t base, const char* what,
+                          const char* from) {
     uint8_t buf[8192];
     struct sockaddr_un a;
     socklen_t alen = sizeof a;
     ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr*)&a, &alen);
     if (n != (ssize_t)len) {
-        wl_fail("%s: a packet of %zd bytes (%s), expected %zu", what, n, n < 0 ? strerror(errno) : "", len);
+        wl_fail("%s: a packet of %zd bytes (%s), expected %zu", what, n,
+                n < 0 ? strerror(errno) : "", len);
         return;
     }
     for (size_t i = 0; i < len; ++i)
@@ -199,28 +210,33 @@ static void expect_packet(int fd, size_t len, uint64_t seed, uint64_t base, cons
         }
     if (from) {
         int named = alen > offsetof(struct sockaddr_un, sun_path);
-        WL_CHECK(named == (from[0] != 0), "%s: sender %s, expected %s", what, named ? a.sun_path : "unnamed",
-                 from[0] ? from : "unnamed");
-        if (named && from[0]) WL_CHECK(strcmp(a.sun_path, from) == 0, "%s: sender %s, expected %s", what, a.sun_path, from);
+        WL_CHECK(named == (from[0] != 0), "%s: sender %s, expected %s", what,
+                 named ? a.sun_path : "unnamed", from[0] ? from : "unnamed");
+        if (named && from[0])
+            WL_CHECK(strcmp(a.sun_path, from) == 0, "%s: sender %s, expected %s", what, a.sun_path,
+                     from);
     }
 }
 
 static void expect_empty(int fd, const char* what) {
     char c;
     ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-    WL_CHECK(n < 0 && errno == EAGAIN, "%s: not empty (%zd, %s)", what, n, n < 0 ? strerror(errno) : "data");
+    WL_CHECK(n < 0 && errno == EAGAIN, "%s: not empty (%zd, %s)", what, n,
+             n < 0 ? strerror(errno) : "data");
 }
 
 static void expect_eof(int fd, const char* what) {
     char c;
     ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-    WL_CHECK(n == 0, "%s: expected end of file, found %zd (%s)", what, n, n < 0 ? strerror(errno) : "data");
+    WL_CHECK(n == 0, "%s: expected end of file, found %zd (%s)", what, n,
+             n < 0 ? strerror(errno) : "data");
 }
 
 static void expect_name(int fd, int peer, const char* want, int abstract, const char* what) {
     struct sockaddr_un a;
     socklen_t len = sizeof a;
-    int r = peer ? getpeername(fd, (struct sockaddr*)&a, &len) : getsockname(fd, (struct sockaddr*)&a, &len);
+    int r = peer ? getpeername(fd, (struct sockaddr*)&a, &len)
+                 : getsockname(fd, (struct sockaddr*)&a, &len);
     if (r != 0) {
         wl_fail("%s: get%sname: %s", what, peer ? "peer" : "sock", strerror(errno));
         return;
@@ -229,10 +245,12 @@ static void expect_name(int fd, int peer, const char* want, int abstract, const 
     if (!want) {
         WL_CHECK(n == 0, "%s: named, expected unnamed", what);
     } else if (abstract) {
-        WL_CHECK(n == 1 + strlen(want) && a.sun_path[0] == 0 && memcmp(a.sun_path + 1, want, strlen(want)) == 0,
+        WL_CHECK(n == 1 + strlen(want) && a.sun_path[0] == 0 &&
+                     memcmp(a.sun_path + 1, want, strlen(want)) == 0,
                  "%s: not the abstract name @%s", what, want);
     } else {
-        WL_CHECK(n > 0 && strcmp(a.sun_path, want) == 0, "%s: name '%.*s', expected %s", what, (int)n, a.sun_path, want);
+        WL_CHECK(n > 0 && strcmp(a.sun_path, want) == 0, "%s: name '%.*s', expected %s", what,
+                 (int)n, a.sun_path, want);
     }
 }
 
@@ -258,7 +276,8 @@ static int recv_fds(int fd, char* text, size_t size, int* fds, int max) {
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < k && count < max; ++i) memcpy(&fds[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            for (int i = 0; i < k && count < max; ++i)
+                memcpy(&fds[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
         }
     return n < 0 ? -1 : count;
 }
@@ -280,8 +299,9 @@ static void expect_creds(int fd, pid_t pid, const char* what) {
     }
     struct ucred u;
     memcpy(&u, CMSG_DATA(c), sizeof u);
-    WL_CHECK(u.pid == pid && u.uid == getuid() && u.gid == getgid(), "%s: credentials pid %d uid %u gid %u, expected pid %d",
-             what, (int)u.pid, (unsigned)u.uid, (unsigned)u.gid, (int)pid);
+    WL_CHECK(u.pid == pid && u.uid == getuid() && u.gid == getgid(),
+             "%s: credentials pid %d uid %u gid %u, expected pid %d", what, (int)u.pid,
+             (unsigned)u.uid, (unsigned)u.gid, (int)pid);
 }
 
 static int same_file(pid_t p1, int fd1, pid_t p2, int fd2) {
@@ -353,11 +373,13 @@ static void setup(void) {
     uint8_t buf[200];
     for (int i = 0; i < 2; ++i) {
         wl_fill_bytes(buf, sizeof buf, k_seed_dg, 30000 + (uint64_t)i * 200);
-        if (sendto(anon, buf, sizeof buf, 0, (struct sockaddr*)&a, alen) != sizeof buf) wl_die("wl_unix", "sendto");
+        if (sendto(anon, buf, sizeof buf, 0, (struct sockaddr*)&a, alen) != sizeof buf)
+            wl_die("wl_unix", "sendto");
     }
     close(anon);
     wl_fill_bytes(buf, 50, k_seed_dg, 40000);
-    if (sendto(g.dg_sender, buf, 50, 0, (struct sockaddr*)&a, alen) != 50) wl_die("wl_unix", "sendto");
+    if (sendto(g.dg_sender, buf, 50, 0, (struct sockaddr*)&a, alen) != 50)
+        wl_die("wl_unix", "sendto");
     send_pattern(g.dg_conn, 60, k_seed_dg, 50000);
 
     /* In flight: x0 (peer kept) and both ends of y, y1 holding data. */
@@ -384,14 +406,16 @@ static void setup(void) {
     write_pattern(g.pipe_w, 50, k_seed_inflight, 5000);
     send_fds(g.carrier_w, "p", &p1[0], 1);
     close(p1[0]);
-    if (write(p2[1], "forty bytes in a pipe nobody holds now!", 40) != 40) wl_die("wl_unix", "write");
+    if (write(p2[1], "forty bytes in a pipe nobody holds now!", 40) != 40)
+        wl_die("wl_unix", "write");
     send_fds(g.carrier_w, "q", p2, 2);
     close(p2[0]);
     close(p2[1]);
 
     make_pair(SOCK_SEQPACKET, &g.cred_r, &g.cred_w);
     int on = 1;
-    if (setsockopt(g.cred_r, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) wl_die("wl_unix", "SO_PASSCRED");
+    if (setsockopt(g.cred_r, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+        wl_die("wl_unix", "SO_PASSCRED");
 
     make_pair(SOCK_STREAM, &g.shw_a, &g.shw_b);
     send_pattern(g.shw_a, N_SHUT, k_seed_shut, 0);
@@ -408,11 +432,14 @@ static void setup(void) {
     make_pair(SOCK_STREAM, &g.peek, &g.peek_w);
     send_pattern(g.peek_w, N_PEEK, k_seed_peek, 0);
     int v = PEEK_OFF;
-    if (setsockopt(g.peek, SOL_SOCKET, SO_PEEK_OFF, &v, sizeof v) != 0) wl_die("wl_unix", "SO_PEEK_OFF");
+    if (setsockopt(g.peek, SOL_SOCKET, SO_PEEK_OFF, &v, sizeof v) != 0)
+        wl_die("wl_unix", "SO_PEEK_OFF");
     v = 300000;
-    if (setsockopt(g.peek, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) != 0) wl_die("wl_unix", "SO_RCVBUF");
+    if (setsockopt(g.peek, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) != 0)
+        wl_die("wl_unix", "SO_RCVBUF");
     v = 150000;
-    if (setsockopt(g.peek_w, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) != 0) wl_die("wl_unix", "SO_SNDBUF");
+    if (setsockopt(g.peek_w, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) != 0)
+        wl_die("wl_unix", "SO_SNDBUF");
     g.nb = g.peek_w;
     fcntl(g.nb, F_SETFL, O_NONBLOCK);
 
@@ -435,8 +462,10 @@ static void setup(void) {
 }
 
 static void check(void) {
-    WL_CHECK(same_file(getpid(), g.sp_a, getpid(), g.sp_a_dup), "stream pair: the dup is another file");
-    WL_CHECK(same_file(getpid(), g.pend2, g.child, g.pend2), "pending connection 2: not shared with the child");
+    WL_CHECK(same_file(getpid(), g.sp_a, getpid(), g.sp_a_dup),
+             "stream pair: the dup is another file");
+    WL_CHECK(same_file(getpid(), g.pend2, g.child, g.pend2),
+             "pending connection 2: not shared with the child");
     if (wl_write_file(g_wl_dir, "child-go", "") != 0) wl_die("wl_unix", "write child-go");
     expect_stream(g.sp_a, N_SP_BA, k_seed_sp_ba, 0, "stream pair, queued to the parent");
 
@@ -457,8 +486,9 @@ static void check(void) {
 
     expect_name(g.lst, 0, at("listen.sock"), 0, "listener");
     struct stat st;
-    WL_CHECK(stat(at("listen.sock"), &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0751,
-             "listener: socket file missing or mode %o", st.st_mode & 07777);
+    WL_CHECK(
+        stat(at("listen.sock"), &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0751,
+        "listener: socket file missing or mode %o", st.st_mode & 07777);
     WL_CHECK(opt(g.lst, SO_ACCEPTCONN) == 1, "listener: not listening");
     expect_name(g.acc, 0, at("listen.sock"), 0, "accepted: own name");
     expect_name(g.acc, 1, NULL, 0, "accepted: peer name");
@@ -470,7 +500,8 @@ static void check(void) {
     int p1 = accept4(g.lst, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     int p2 = accept4(g.lst, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     int p3 = accept4(g.lst, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    WL_CHECK(p1 >= 0 && p2 >= 0 && p3 < 0, "listener: pending connections %d %d %d, expected two", p1, p2, p3);
+    WL_CHECK(p1 >= 0 && p2 >= 0 && p3 < 0, "listener: pending connections %d %d %d, expected two",
+             p1, p2, p3);
     if (p1 >= 0 && p2 >= 0) {
         send_pattern(g.pend1, 20, k_seed_acc_in, 800);
         expect_stream(p1, 20, k_seed_acc_in, 800, "first pending connection, in accept order");
@@ -479,7 +510,8 @@ static void check(void) {
     } else {
         wl_reap(g.child, "child");
     }
-    expect_stream(g.sp_a, 100, k_seed_sp_ba, N_SP_BA, "stream pair, sent by the child after the restore");
+    expect_stream(g.sp_a, 100, k_seed_sp_ba, N_SP_BA,
+                  "stream pair, sent by the child after the restore");
     expect_eof(g.sp_a, "stream pair, after the child exited");
 
     expect_name(g.sq_lst, 0, g.abstract, 1, "seqpacket listener");
@@ -495,7 +527,8 @@ static void check(void) {
     expect_name(g.dgs, 0, at("dgram.sock"), 0, "dgram receiver");
     expect_packet(g.dgs, 200, k_seed_dg, 30000, "dgram receiver, 1st", "");
     expect_packet(g.dgs, 200, k_seed_dg, 30200, "dgram receiver, 2nd", "");
-    expect_packet(g.dgs, 50, k_seed_dg, 40000, "dgram receiver, from sender.sock", at("sender.sock"));
+    expect_packet(g.dgs, 50, k_seed_dg, 40000, "dgram receiver, from sender.sock",
+                  at("sender.sock"));
     expect_packet(g.dgs, 60, k_seed_dg, 50000, "dgram receiver, from the connected one", "");
     expect_empty(g.dgs, "dgram receiver");
     expect_name(g.dg_conn, 1, at("dgram.sock"), 0, "connected dgram: peer");
@@ -519,25 +552,30 @@ static void check(void) {
     }
 
     n = recv_fds(g.carrier_r, text, sizeof text, fds, 4);
-    WL_CHECK(n == 1 && strcmp(text, "f") == 0, "in flight file: %d descriptors, text '%s'", n, text);
+    WL_CHECK(n == 1 && strcmp(text, "f") == 0, "in flight file: %d descriptors, text '%s'", n,
+             text);
     if (n == 1) {
-        WL_CHECK(lseek(fds[0], 0, SEEK_CUR) == INFLIGHT_POS, "in flight file: position %lld, expected %d",
+        WL_CHECK(lseek(fds[0], 0, SEEK_CUR) == INFLIGHT_POS,
+                 "in flight file: position %lld, expected %d",
                  (long long)lseek(fds[0], 0, SEEK_CUR), INFLIGHT_POS);
         WL_CHECK((fcntl(fds[0], F_GETFL) & O_ACCMODE) == O_RDWR, "in flight file: not read-write");
         wl_check_pattern(fds[0], 0, 4000, k_seed_inflight, 0, "in flight file");
     }
     n = recv_fds(g.carrier_r, text, sizeof text, fds, 4);
-    WL_CHECK(n == 1 && strcmp(text, "p") == 0, "in flight pipe: %d descriptors, text '%s'", n, text);
+    WL_CHECK(n == 1 && strcmp(text, "p") == 0, "in flight pipe: %d descriptors, text '%s'", n,
+             text);
     if (n == 1) {
         read_expect(fds[0], 50, k_seed_inflight, 5000, "in flight pipe: queued");
         write_pattern(g.pipe_w, 9, k_seed_inflight, 6000);
         read_expect(fds[0], 9, k_seed_inflight, 6000, "in flight pipe: written after the restore");
     }
     n = recv_fds(g.carrier_r, text, sizeof text, fds, 4);
-    WL_CHECK(n == 2 && strcmp(text, "q") == 0, "in flight pipe, both ends: %d descriptors, text '%s'", n, text);
+    WL_CHECK(n == 2 && strcmp(text, "q") == 0,
+             "in flight pipe, both ends: %d descriptors, text '%s'", n, text);
     if (n == 2) {
         char buf[64] = {0};
-        WL_CHECK(read(fds[0], buf, sizeof buf) == 40 && strcmp(buf, "forty bytes in a pipe nobody holds now!") == 0,
+        WL_CHECK(read(fds[0], buf, sizeof buf) == 40 &&
+                     strcmp(buf, "forty bytes in a pipe nobody holds now!") == 0,
                  "in flight pipe, both ends: queued data '%s'", buf);
         WL_CHECK(write(fds[1], "z", 1) == 1 && read(fds[0], buf, 1) == 1 && buf[0] == 'z',
                  "in flight pipe, both ends: not one pipe");
@@ -549,24 +587,30 @@ static void check(void) {
 
     expect_stream(g.shw_b, N_SHUT, k_seed_shut, 0, "SHUT_WR: data");
     expect_eof(g.shw_b, "SHUT_WR: peer");
-    WL_CHECK(send(g.shw_a, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "SHUT_WR: send still works");
+    WL_CHECK(send(g.shw_a, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+             "SHUT_WR: send still works");
     expect_eof(g.shr_a, "SHUT_RD");
-    WL_CHECK(send(g.shr_b, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "SHUT_RD: the peer can still send");
+    WL_CHECK(send(g.shr_b, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+             "SHUT_RD: the peer can still send");
     expect_eof(g.shb_a, "SHUT_RDWR");
     expect_eof(g.shb_b, "SHUT_RDWR: peer");
     expect_stream(g.cl_b, N_CLOSED, k_seed_closed, 0, "closed peer: data");
     expect_eof(g.cl_b, "closed peer");
 
-    WL_CHECK(opt(g.peek, SO_PEEK_OFF) == PEEK_OFF, "SO_PEEK_OFF %d, expected %d", opt(g.peek, SO_PEEK_OFF), PEEK_OFF);
-    WL_CHECK(opt(g.peek, SO_RCVBUF) == 600000, "SO_RCVBUF %d, expected 600000", opt(g.peek, SO_RCVBUF));
-    WL_CHECK(opt(g.peek_w, SO_SNDBUF) == 300000, "SO_SNDBUF %d, expected 300000", opt(g.peek_w, SO_SNDBUF));
-    WL_CHECK(opt(g.cred_r, SO_PASSCRED) == 1 && opt(g.cred_w, SO_PASSCRED) == 0, "SO_PASSCRED lost or spread");
+    WL_CHECK(opt(g.peek, SO_PEEK_OFF) == PEEK_OFF, "SO_PEEK_OFF %d, expected %d",
+             opt(g.peek, SO_PEEK_OFF), PEEK_OFF);
+    WL_CHECK(opt(g.peek, SO_RCVBUF) == 600000, "SO_RCVBUF %d, expected 600000",
+             opt(g.peek, SO_RCVBUF));
+    WL_CHECK(opt(g.peek_w, SO_SNDBUF) == 300000, "SO_SNDBUF %d, expected 300000",
+             opt(g.peek_w, SO_SNDBUF));
+    WL_CHECK(opt(g.cred_r, SO_PASSCRED) == 1 && opt(g.cred_w, SO_PASSCRED) == 0,
+             "SO_PASSCRED lost or spread");
     WL_CHECK(fcntl(g.nb, F_GETFL) & O_NONBLOCK, "O_NONBLOCK lost");
     WL_CHECK(!(fcntl(g.peek, F_GETFL) & O_NONBLOCK), "O_NONBLOCK appeared");
     uint8_t pk[8];
     ssize_t got = recv(g.peek, pk, sizeof pk, MSG_PEEK | MSG_DONTWAIT);
-    WL_CHECK(got == 8 && pk[0] == wl_pattern_byte(k_seed_peek, PEEK_OFF), "SO_PEEK_OFF: a peek does not start at %d",
-             PEEK_OFF);
+    WL_CHECK(got == 8 && pk[0] == wl_pattern_byte(k_seed_peek, PEEK_OFF),
+             "SO_PEEK_OFF: a peek does not start at %d", PEEK_OFF);
     int type = opt(g.sq_a, SO_TYPE);
     WL_CHECK(type == SOCK_SEQPACKET, "seqpacket pair: type %d", type);
 }
@@ -585,7 +629,8 @@ static int unsupported(const char* kind) {
         int n = recv_fds(b, text, sizeof text, fds, 2);
         uint64_t v = 0;
         WL_CHECK(n == 1 && read(fds[0], &v, sizeof v) == sizeof v && v == 3,
-                 "eventfd in flight: %d descriptors, value %llu after the refused dump", n, (unsigned long long)v);
+                 "eventfd in flight: %d descriptors, value %llu after the refused dump", n,
+                 (unsigned long long)v);
         return wl_verdict();
     }
     int ext_stream = strcmp(kind, "external-stream") == 0;
@@ -593,7 +638,8 @@ static int unsupported(const char* kind) {
         int a, b;
         make_pair(SOCK_STREAM, &a, &b);
         int ext = bound(SOCK_DGRAM, at("ext.sock"), 0);
-        signal(SIGCHLD, SIG_IGN); /* the child is dumped and killed alone: no zombie may keep its pid */
+        signal(SIGCHLD,
+               SIG_IGN); /* the child is dumped and killed alone: no zombie may keep its pid */
         pid_t child = fork();
         if (child < 0) wl_die("wl_unix", "fork");
         if (child == 0) {
@@ -616,7 +662,8 @@ static int unsupported(const char* kind) {
             if (n >= 0 || errno != EAGAIN) break;
             wl_sleep_ms(10);
         }
-        WL_CHECK(n == 5 && memcmp(buf, "after", 5) == 0, "external: nothing from the child (%zd)", n);
+        WL_CHECK(n == 5 && memcmp(buf, "after", 5) == 0, "external: nothing from the child (%zd)",
+                 n);
         return wl_verdict();
     }
     fprintf(stderr, "wl_unix: unknown --unsupported kind %s\n", kind);

@@ -12,7 +12,9 @@ namespace cr::net_unix {
 
 namespace {
 
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+unsigned long long ull(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+}
 
 // "pid 42 fd 7", or "no process" when nothing in this pid namespace holds the socket.
 std::string holder_of(uint64_t ino) {
@@ -54,10 +56,14 @@ std::string describe_fd(int fd) {
 
 const char* type_name(int type) {
     switch (type) {
-        case SOCK_STREAM: return "stream";
-        case SOCK_DGRAM: return "dgram";
-        case SOCK_SEQPACKET: return "seqpacket";
-        default: return "unknown";
+        case SOCK_STREAM:
+            return "stream";
+        case SOCK_DGRAM:
+            return "dgram";
+        case SOCK_SEQPACKET:
+            return "seqpacket";
+        default:
+            return "unknown";
     }
 }
 
@@ -109,7 +115,8 @@ Result<void> Dumper::dump_fd(const cr_fd_info& fd) {
     return {};
 }
 
-Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, Holder holder, const std::string& where) {
+Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, Holder holder,
+                                      const std::string& where) {
     auto found = m_diag.find(ino);
     if (found == m_diag.end())
         return Error(where + ": not in sock_diag's table (a socket of another network namespace?)");
@@ -144,17 +151,19 @@ Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, Holder holder,
     }
     // A datagram socket others connected to shows as connected too: only an unnamed one, which
     // nobody can connect to, was connected itself (a socketpair whose other end is closed).
-    s.peer_closed = s.diag.state == k_established && s.diag.peer == 0 && (type != SOCK_DGRAM || s.diag.name.empty());
+    s.peer_closed = s.diag.state == k_established && s.diag.peer == 0 &&
+                    (type != SOCK_DGRAM || s.diag.name.empty());
     s.rcvbuf = CR_TRY_CTX(get_int_opt(s.own.get(), SO_RCVBUF, "SO_RCVBUF"), w);
     s.sndbuf = CR_TRY_CTX(get_int_opt(s.own.get(), SO_SNDBUF, "SO_SNDBUF"), w);
     s.passcred = CR_TRY_CTX(get_int_opt(s.own.get(), SO_PASSCRED, "SO_PASSCRED"), w);
     s.peek_off = CR_TRY_CTX(get_int_opt(s.own.get(), SO_PEEK_OFF, "SO_PEEK_OFF"), w);
     CR_TRY(check_pending(s));
     if (s.diag.state != k_listen) CR_TRY(capture_queue(s, w));
-    m_ctx->debug(strf("socket:[%llu]: %s %s, state %u, peer %llu, shutdown %u, %zu queued messages, %zu "
-                      "pending connections",
-                      ull(ino), where.c_str(), type_name(type), s.diag.state, ull(s.diag.peer), s.diag.shutdown,
-                      s.queue.size(), s.diag.icons.size()));
+    m_ctx->debug(
+        strf("socket:[%llu]: %s %s, state %u, peer %llu, shutdown %u, %zu queued messages, %zu "
+             "pending connections",
+             ull(ino), where.c_str(), type_name(type), s.diag.state, ull(s.diag.peer),
+             s.diag.shutdown, s.queue.size(), s.diag.icons.size()));
     return &s;
 }
 
@@ -164,19 +173,23 @@ Result<void> Dumper::check_pending(SocketRecord& s) {
     if (s.diag.state == k_listen) {
         for (uint64_t client : s.diag.icons)
             if (client == 0)
-                return Error(strf("%s: a pending connection whose client is closed: not supported", where_of(s).c_str()));
+                return Error(strf("%s: a pending connection whose client is closed: not supported",
+                                  where_of(s).c_str()));
         return {};
     }
     if (s.diag.state != k_established || s.diag.peer != 0) return {};
     for (const auto& [ino, d] : m_diag) {
-        if (d.state != k_listen || std::find(d.icons.begin(), d.icons.end(), s.ino) == d.icons.end()) continue;
+        if (d.state != k_listen ||
+            std::find(d.icons.begin(), d.icons.end(), s.ino) == d.icons.end())
+            continue;
         s.listener = ino;
         s.peer_closed = false;
         // Bytes the client sent wait in the connection, charged to the client's send buffer.
         if (s.diag.wqueue > 0)
-            return Error(strf("%s: sent %u bytes on a connection %s has not accepted yet; reading them would "
-                              "accept it: not supported",
-                              where_of(s).c_str(), s.diag.wqueue, printable_name(d.name).c_str()));
+            return Error(strf(
+                "%s: sent %u bytes on a connection %s has not accepted yet; reading them would "
+                "accept it: not supported",
+                where_of(s).c_str(), s.diag.wqueue, printable_name(d.name).c_str()));
     }
     return {};
 }
@@ -184,27 +197,33 @@ Result<void> Dumper::check_pending(SocketRecord& s) {
 // Descriptors in flight: unix sockets are this handler's own; regular files and pipes go to their
 // handlers through the core (adopt_fd), which names them by object id.
 Result<void> Dumper::capture_queue(SocketRecord& s, const std::string& w) {
-    std::vector<Message> queue = CR_TRY_CTX(peek_queue(s.own.get(), s.diag.type), w + ": reading its queue");
+    std::vector<Message> queue =
+        CR_TRY_CTX(peek_queue(s.own.get(), s.diag.type), w + ": reading its queue");
     for (Message& m : queue) {
         std::vector<SocketRecord::InFlight> refs;
         for (UniqueFd& f : m.fds) {
             struct stat st {};
-            if (::fstat(f.get(), &st) != 0) return Error::from_errno(w + ": fstat of a descriptor in flight");
+            if (::fstat(f.get(), &st) != 0)
+                return Error::from_errno(w + ": fstat of a descriptor in flight");
             int domain = 0;
             socklen_t len = sizeof domain;
-            if (S_ISSOCK(st.st_mode) && ::getsockopt(f.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+            if (S_ISSOCK(st.st_mode) &&
+                ::getsockopt(f.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
                 domain == AF_UNIX) {
                 uint64_t ino = static_cast<uint64_t>(st.st_ino);
                 refs.push_back({ino, 0});
-                if (!m_socks.count(ino)) CR_TRY(capture(ino, std::move(f), Holder{0, s.pid, -1}, w + ": in flight"));
+                if (!m_socks.count(ino))
+                    CR_TRY(capture(ino, std::move(f), Holder{0, s.pid, -1}, w + ": in flight"));
                 continue;
             }
             std::string what = describe_fd(f.get());
             if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
-                return Error(strf("%s: its queue carries %s in flight (SCM_RIGHTS); only unix sockets, regular "
-                                  "files and pipes in flight can be saved",
-                                  w.c_str(), what.c_str()));
-            uint64_t id = CR_TRY_CTX(m_ctx->adopt_fd(f.get()), strf("%s: %s in flight", w.c_str(), what.c_str()));
+                return Error(strf(
+                    "%s: its queue carries %s in flight (SCM_RIGHTS); only unix sockets, regular "
+                    "files and pipes in flight can be saved",
+                    w.c_str(), what.c_str()));
+            uint64_t id = CR_TRY_CTX(m_ctx->adopt_fd(f.get()),
+                                     strf("%s: %s in flight", w.c_str(), what.c_str()));
             refs.push_back({0, id});
             m_ctx->debug(strf("%s: %s in flight, object %llu", w.c_str(), what.c_str(), ull(id)));
         }
@@ -217,7 +236,8 @@ Result<void> Dumper::capture_queue(SocketRecord& s, const std::string& w) {
 
 bool Dumper::is_listener_name(const std::string& name, uint64_t vfs_ino) const {
     for (const auto& [ino, d] : m_diag)
-        if (d.state == k_listen && d.name == name && (name[0] == '\0' || d.vfs_ino == vfs_ino)) return true;
+        if (d.state == k_listen && d.name == name && (name[0] == '\0' || d.vfs_ino == vfs_ino))
+            return true;
     return false;
 }
 
@@ -256,8 +276,9 @@ Result<void> Dumper::check_peers() {
         SocketRecord& s = *rec;
         for (uint64_t client : s.diag.state == k_listen ? s.diag.icons : std::vector<uint64_t>{})
             if (!m_socks.count(client))
-                return Error(strf("%s: a pending connection from socket:[%llu] of %s, outside the dumped tree",
-                                  where_of(s).c_str(), ull(client), holder_of(client).c_str()));
+                return Error(strf(
+                    "%s: a pending connection from socket:[%llu] of %s, outside the dumped tree",
+                    where_of(s).c_str(), ull(client), holder_of(client).c_str()));
         // A client waiting to be accepted: its listener stands for its peer.
         uint64_t peer = s.listener ? s.listener : s.diag.peer;
         if (peer == 0) continue;
@@ -265,31 +286,35 @@ Result<void> Dumper::check_peers() {
         if (it != m_socks.end()) {
             const SocketRecord& p = *it->second;
             if (s.diag.type == SOCK_DGRAM && p.diag.name.empty() && p.diag.peer != s.ino)
-                return Error(strf("%s: connected to the unnamed datagram socket socket:[%llu], which is not "
-                                  "connected back: it cannot be connected again",
-                                  where_of(s).c_str(), ull(peer)));
+                return Error(
+                    strf("%s: connected to the unnamed datagram socket socket:[%llu], which is not "
+                         "connected back: it cannot be connected again",
+                         where_of(s).c_str(), ull(peer)));
             continue;
         }
         auto d = m_diag.find(peer);
         std::string pname = d == m_diag.end() ? "unnamed" : printable_name(d->second.name);
-        std::string outside = strf("socket:[%llu] (%s) of %s, outside the dumped tree", ull(peer), pname.c_str(),
-                                   holder_of(peer).c_str());
+        std::string outside = strf("socket:[%llu] (%s) of %s, outside the dumped tree", ull(peer),
+                                   pname.c_str(), holder_of(peer).c_str());
         if (!ext)
-            return Error(strf("%s: its peer is %s; dump the peer's process too, or pass --ext-unix-sk to "
-                              "connect again by the peer's name at restore",
-                              where_of(s).c_str(), outside.c_str()));
+            return Error(
+                strf("%s: its peer is %s; dump the peer's process too, or pass --ext-unix-sk to "
+                     "connect again by the peer's name at restore",
+                     where_of(s).c_str(), outside.c_str()));
         if (d == m_diag.end() || d->second.name.empty())
-            return Error(strf("%s: its peer is %s and has no name: it cannot be connected again, even with "
-                              "--ext-unix-sk",
-                              where_of(s).c_str(), outside.c_str()));
+            return Error(
+                strf("%s: its peer is %s and has no name: it cannot be connected again, even with "
+                     "--ext-unix-sk",
+                     where_of(s).c_str(), outside.c_str()));
         if (!s.queue.empty())
-            return Error(strf("%s: holds %zu messages from its external peer %s; they cannot be sent again "
-                              "from outside the tree",
-                              where_of(s).c_str(), s.queue.size(), outside.c_str()));
+            return Error(
+                strf("%s: holds %zu messages from its external peer %s; they cannot be sent again "
+                     "from outside the tree",
+                     where_of(s).c_str(), s.queue.size(), outside.c_str()));
         s.external_peer = d->second.name;
         s.listener = 0;
-        m_ctx->info(strf("%s: external peer %s, connected again by name at restore", where_of(s).c_str(),
-                        pname.c_str()));
+        m_ctx->info(strf("%s: external peer %s, connected again by name at restore",
+                         where_of(s).c_str(), pname.c_str()));
     }
     return {};
 }
@@ -309,18 +334,21 @@ Result<void> Dumper::write_section() {
         for (size_t i = 0; i < s.queue.size(); ++i) {
             const Message& m = s.queue[i];
             std::vector<flatbuffers::Offset<fb::UnixInFlight>> fds;
-            for (const auto& f : s.queue_fds[i]) fds.push_back(fb::CreateUnixInFlight(fbb, f.socket_ino, f.object_id));
+            for (const auto& f : s.queue_fds[i])
+                fds.push_back(fb::CreateUnixInFlight(fbb, f.socket_ino, f.object_id));
             std::vector<uint8_t> sender(m.sender.begin(), m.sender.end());
-            queue.push_back(fb::CreateUnixMessageDirect(fbb, &m.data, &fds, m.pid, m.uid, m.gid, &sender));
+            queue.push_back(
+                fb::CreateUnixMessageDirect(fbb, &m.data, &fds, m.pid, m.uid, m.gid, &sender));
         }
         std::vector<uint8_t> name(s.diag.name.begin(), s.diag.name.end());
         std::vector<uint8_t> ext(s.external_peer.begin(), s.external_peer.end());
         std::vector<uint64_t> icons = s.diag.icons;
         uint64_t peer = s.external_peer.empty() ? s.diag.peer : 0;
         socks.push_back(fb::CreateUnixSocketDirect(
-            fbb, s.ino, s.object_id, s.diag.type, s.diag.state, s.flags, &name, s.name_file_gone, s.file_mode,
-            s.file_uid, s.file_gid, peer, s.peer_closed, s.accepted, &ext, s.listener, &icons, s.diag.wqueue,
-            s.diag.shutdown, s.rcvbuf, s.sndbuf, s.passcred != 0, s.peek_off, &queue, s.pid, s.fd));
+            fbb, s.ino, s.object_id, s.diag.type, s.diag.state, s.flags, &name, s.name_file_gone,
+            s.file_mode, s.file_uid, s.file_gid, peer, s.peer_closed, s.accepted, &ext, s.listener,
+            &icons, s.diag.wqueue, s.diag.shutdown, s.rcvbuf, s.sndbuf, s.passcred != 0, s.peek_off,
+            &queue, s.pid, s.fd));
     }
     fbb.Finish(fb::CreateUnixImageDirect(fbb, &socks), fb::UnixImageIdentifier());
     CR_TRY(sdk::write_section(*m_ctx, "unix.cr", fbb));

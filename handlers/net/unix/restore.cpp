@@ -13,13 +13,17 @@ namespace cr::net_unix {
 
 namespace {
 
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+unsigned long long ull(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+}
 
 std::string bytes(const flatbuffers::Vector<uint8_t>* v) {
     return v ? std::string(reinterpret_cast<const char*>(v->data()), v->size()) : std::string();
 }
 
-bool is_path(const std::string& name) { return !name.empty() && name[0] != '\0'; }
+bool is_path(const std::string& name) {
+    return !name.empty() && name[0] != '\0';
+}
 
 // A name bound only for a moment (a stand-in listener or sender): a file already at its path is
 // moved aside and put back afterwards.
@@ -84,9 +88,11 @@ Result<void> Restorer::check_image() {
     if (!m_image->sockets()) return {};
     for (const fb::UnixSocket* s : *m_image->sockets()) {
         std::string w = where(*s);
-        if (s->ino() == 0 || m_live.count(s->ino())) return Error(w + ": missing or repeated inode");
+        if (s->ino() == 0 || m_live.count(s->ino()))
+            return Error(w + ": missing or repeated inode");
         int t = s->type();
-        if (t != SOCK_STREAM && t != SOCK_DGRAM && t != SOCK_SEQPACKET) return Error(w + ": bad socket type");
+        if (t != SOCK_STREAM && t != SOCK_DGRAM && t != SOCK_SEQPACKET)
+            return Error(w + ": bad socket type");
         std::string name = bytes(s->name());
         if (name.size() > sizeof(sockaddr_un::sun_path)) return Error(w + ": name too long");
         if (is_path(name) && name[0] != '/') return Error(w + ": relative path name");
@@ -98,12 +104,16 @@ Result<void> Restorer::check_image() {
         const fb::UnixSocket& s = *l.img;
         std::string w = where(s);
         Live* peer = s.peer() ? find(s.peer()) : nullptr;
-        if (s.peer() && !peer) return Error(strf("%s: peer socket:[%llu] is not in the image", w.c_str(), ull(s.peer())));
-        if (peer && peer->img->type() != s.type()) return Error(w + ": its peer is of another type");
+        if (s.peer() && !peer)
+            return Error(
+                strf("%s: peer socket:[%llu] is not in the image", w.c_str(), ull(s.peer())));
+        if (peer && peer->img->type() != s.type())
+            return Error(w + ": its peer is of another type");
         if (s.listener()) {
             Live* lst = find(s.listener());
             if (!lst || lst->img->state() != k_listen || !lst->img->icons() ||
-                std::find(lst->img->icons()->begin(), lst->img->icons()->end(), s.ino()) == lst->img->icons()->end())
+                std::find(lst->img->icons()->begin(), lst->img->icons()->end(), s.ino()) ==
+                    lst->img->icons()->end())
                 return Error(w + ": waits on no listener of the image");
             if (s.type() == SOCK_DGRAM || s.peer() || s.state() != k_established)
                 return Error(w + ": waits on a listener, but is not an unaccepted client");
@@ -116,27 +126,32 @@ Result<void> Restorer::check_image() {
             if (s.icons())
                 for (uint64_t icon : *s.icons()) {
                     Live* e = find(icon);
-                    if (!e || e->img->listener() != s.ino()) return Error(w + ": the client of a pending connection is missing");
+                    if (!e || e->img->listener() != s.ino())
+                        return Error(w + ": the client of a pending connection is missing");
                 }
         }
         if (s.queue())
             for (const fb::UnixMessage* m : *s.queue()) {
                 if (m->sender() && m->sender()->size() > sizeof(sockaddr_un::sun_path))
                     return Error(w + ": a sender name too long");
-                if (m->fds() && m->fds()->size() > k_max_fds) return Error(w + ": too many descriptors in a message");
+                if (m->fds() && m->fds()->size() > k_max_fds)
+                    return Error(w + ": too many descriptors in a message");
                 if (m->fds())
                     for (const fb::UnixInFlight* f : *m->fds()) {
                         if (!f->socket_ino() && f->object_id()) continue;  // checked when lent
                         Live* target = f->socket_ino() ? find(f->socket_ino()) : nullptr;
                         if (!target)
-                            return Error(w + ": a descriptor in flight that is not a socket of the image");
+                            return Error(
+                                w + ": a descriptor in flight that is not a socket of the image");
                     }
             }
     }
     return {};
 }
 
-Result<UniqueFd> Restorer::new_socket(const fb::UnixSocket& s) { return make_socket(s.type()); }
+Result<UniqueFd> Restorer::new_socket(const fb::UnixSocket& s) {
+    return make_socket(s.type());
+}
 
 // A name the socket owns: a stale socket file at the path goes, the file gets its mode and owner
 // back; a path whose file was gone at dump is removed again once the queues are back.
@@ -154,7 +169,8 @@ Result<void> Restorer::bind_name(int fd, const fb::UnixSocket& s) {
                     return Error::from_errno(strf("%s: rename %s aside", w.c_str(), path.c_str()));
                 m_aside.emplace_back(aside, path);
             } else if (S_ISSOCK(st.st_mode)) {
-                if (::unlink(path.c_str()) != 0) return Error::from_errno(strf("%s: unlink stale %s", w.c_str(), path.c_str()));
+                if (::unlink(path.c_str()) != 0)
+                    return Error::from_errno(strf("%s: unlink stale %s", w.c_str(), path.c_str()));
             } else {
                 return Error(strf("%s: %s exists and is not a socket", w.c_str(), path.c_str()));
             }
@@ -169,7 +185,8 @@ Result<void> Restorer::bind_name(int fd, const fb::UnixSocket& s) {
         m_unlink_later.push_back(path);
         return {};
     }
-    if (::chmod(path.c_str(), s.file_mode() & 07777) != 0) return Error::from_errno(strf("%s: chmod %s", w.c_str(), path.c_str()));
+    if (::chmod(path.c_str(), s.file_mode() & 07777) != 0)
+        return Error::from_errno(strf("%s: chmod %s", w.c_str(), path.c_str()));
     if (::lchown(path.c_str(), s.file_uid(), s.file_gid()) != 0)
         return Error::from_errno(strf("%s: chown %s", w.c_str(), path.c_str()));
     return {};
@@ -179,7 +196,8 @@ Result<void> Restorer::connect_by_name(int fd, const std::string& name, const st
     sockaddr_un addr{};
     socklen_t len = make_addr(name, addr);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
-        return Error::from_errno(strf("%s: connect to %s", what.c_str(), printable_name(name).c_str()));
+        return Error::from_errno(
+            strf("%s: connect to %s", what.c_str(), printable_name(name).c_str()));
     return {};
 }
 
@@ -197,13 +215,14 @@ Result<void> Restorer::create_listeners() {
 
 // The accepted end of a connection gets its name back by being accepted on that name: on the
 // listener of the image that has it, or on a stand-in listener bound there for the moment.
-Result<std::pair<UniqueFd, UniqueFd>> Restorer::connect_through_listener(const fb::UnixSocket& server,
-                                                                         const fb::UnixSocket* client) {
+Result<std::pair<UniqueFd, UniqueFd>> Restorer::connect_through_listener(
+    const fb::UnixSocket& server, const fb::UnixSocket* client) {
     std::string name = bytes(server.name());
     std::string w = where(server);
     int lfd = -1;
     for (auto& [ino, l] : m_live)
-        if (l.img->state() == k_listen && l.fd && l.img->type() == server.type() && bytes(l.img->name()) == name)
+        if (l.img->state() == k_listen && l.fd && l.img->type() == server.type() &&
+            bytes(l.img->name()) == name)
             lfd = l.fd.get();
     UniqueFd stand_in;
     TempName temp;
@@ -226,8 +245,10 @@ Result<void> Restorer::create_pair(Live& a, Live* b) {
     Live* srv = nullptr;
     Live* cli = nullptr;
     if (type != SOCK_DGRAM) {
-        if (a.img->accepted()) srv = &a, cli = b;
-        else if (b && b->img->accepted()) srv = b, cli = &a;
+        if (a.img->accepted())
+            srv = &a, cli = b;
+        else if (b && b->img->accepted())
+            srv = b, cli = &a;
     }
     if (srv) {
         auto [c, s] = CR_TRY(connect_through_listener(*srv->img, cli ? cli->img : nullptr));
@@ -236,7 +257,8 @@ Result<void> Restorer::create_pair(Live& a, Live* b) {
         return {};
     }
     int sv[2];
-    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return Error::from_errno(where(*a.img) + ": socketpair");
+    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0)
+        return Error::from_errno(where(*a.img) + ": socketpair");
     a.fd.reset(sv[0]);
     (b ? b->fd : a.partner).reset(sv[1]);
     CR_TRY(bind_name(a.fd.get(), *a.img));
@@ -250,12 +272,14 @@ Result<void> Restorer::create_others() {
         if (l.fd || s.listener() || s.state() == k_listen) continue;
         Live* peer = s.peer() ? find(s.peer()) : nullptr;
         std::string ext = bytes(s.external_peer());
-        bool dgram_alone = s.type() == SOCK_DGRAM && !s.peer_closed() && (!peer || peer->img->peer() != s.ino());
+        bool dgram_alone =
+            s.type() == SOCK_DGRAM && !s.peer_closed() && (!peer || peer->img->peer() != s.ino());
         if (s.state() != k_established || !ext.empty() || dgram_alone) {
             l.fd = CR_TRY(new_socket(s));
             CR_TRY(bind_name(l.fd.get(), s));
             if (!ext.empty() && s.type() != SOCK_DGRAM)
-                CR_TRY(connect_by_name(l.fd.get(), ext, where(s) + ": external peer (--ext-unix-sk)"));
+                CR_TRY(
+                    connect_by_name(l.fd.get(), ext, where(s) + ": external peer (--ext-unix-sk)"));
             l.deferred_connect = s.type() == SOCK_DGRAM && (peer || !ext.empty());
             continue;
         }
@@ -276,7 +300,8 @@ Result<void> Restorer::create_pending() {
             if (client.fd) return Error(where(*client.img) + ": made twice");
             UniqueFd c = CR_TRY(new_socket(*client.img));
             CR_TRY(bind_name(c.get(), *client.img));
-            if (::fcntl(c.get(), F_SETFL, O_NONBLOCK) != 0) return Error::from_errno("fcntl F_SETFL");
+            if (::fcntl(c.get(), F_SETFL, O_NONBLOCK) != 0)
+                return Error::from_errno("fcntl F_SETFL");
             CR_TRY(connect_by_name(c.get(), name, where(*client.img)));
             client.fd = std::move(c);
         }
@@ -285,7 +310,8 @@ Result<void> Restorer::create_pending() {
 }
 
 Result<void> Restorer::prepare() {
-    m_image = CR_TRY(sdk::read_section_as<fb::UnixImage>(*m_ctx, "unix.cr", "CRUX", &fb::VerifyUnixImageBuffer));
+    m_image = CR_TRY(
+        sdk::read_section_as<fb::UnixImage>(*m_ctx, "unix.cr", "CRUX", &fb::VerifyUnixImageBuffer));
     CR_TRY(check_image());
     CR_TRY(create_listeners());
     CR_TRY(create_others());
@@ -326,14 +352,16 @@ Result<void> Restorer::fill(Live& r) {
                     continue;
                 }
                 lent.push_back(CR_TRY_CTX(m_ctx->object_fd(f->object_id()),
-                                          strf("%s: the file in flight (object %llu)", what.c_str(), ull(f->object_id()))));
+                                          strf("%s: the file in flight (object %llu)", what.c_str(),
+                                               ull(f->object_id()))));
                 out.fds.push_back(lent.back().get());
             }
         if (m->pid() > 0 && (::kill(m->pid(), 0) == 0 || errno == EPERM)) {
             out.creds = true;
             out.cred = {m->pid(), m->uid(), m->gid()};
         } else if (s.passcred()) {
-            return Error(strf("%s: carries the credentials of pid %d, which does not exist now", what.c_str(), m->pid()));
+            return Error(strf("%s: carries the credentials of pid %d, which does not exist now",
+                              what.c_str(), m->pid()));
         }
         int via = -1;
         UniqueFd temp;
@@ -343,17 +371,21 @@ Result<void> Restorer::fill(Live& r) {
             via = r.partner ? r.partner.get() : peer && peer->fd ? peer->fd.get() : -1;
         } else if (r.partner && sender.empty()) {
             via = r.partner.get();
-        } else if (peer && peer->img->peer() == s.ino() && peer->fd && bytes(peer->img->name()) == sender) {
+        } else if (peer && peer->img->peer() == s.ino() && peer->fd &&
+                   bytes(peer->img->name()) == sender) {
             via = peer->fd.get();
         } else {
-            if (rname.empty()) return Error(what + ": from a socket that is not its pair, to an unnamed socket");
+            if (rname.empty())
+                return Error(what + ": from a socket that is not its pair, to an unnamed socket");
             out.to = &rname;
             for (auto& [ino, l] : m_live)
-                if (via < 0 && !sender.empty() && l.fd && l.img->type() == SOCK_DGRAM && bytes(l.img->name()) == sender)
+                if (via < 0 && !sender.empty() && l.fd && l.img->type() == SOCK_DGRAM &&
+                    bytes(l.img->name()) == sender)
                     via = l.fd.get();
             if (via < 0) {
                 temp = CR_TRY(make_socket(SOCK_DGRAM));
-                if (!sender.empty()) CR_TRY_CTX(temp_name.bind(temp.get(), sender, s.ino()), what + ": its sender");
+                if (!sender.empty())
+                    CR_TRY_CTX(temp_name.bind(temp.get(), sender, s.ino()), what + ": its sender");
                 via = temp.get();
             }
         }
@@ -380,26 +412,33 @@ Result<void> Restorer::finish() {
     constexpr int k_fill_sndbuf = 64 << 20;
     for (auto& [ino, l] : m_live)
         for (UniqueFd* f : {&l.fd, &l.partner})
-            if (*f) CR_TRY_CTX(set_int_opt(f->get(), SO_SNDBUFFORCE, k_fill_sndbuf / 2, "SO_SNDBUFFORCE"), where(*l.img));
+            if (*f)
+                CR_TRY_CTX(
+                    set_int_opt(f->get(), SO_SNDBUFFORCE, k_fill_sndbuf / 2, "SO_SNDBUFFORCE"),
+                    where(*l.img));
     for (auto& [ino, l] : m_live) CR_TRY(fill(l));
     for (auto& [ino, l] : m_live) {
         const fb::UnixSocket& s = *l.img;
         if (l.deferred_connect) {
             std::string ext = bytes(s.external_peer());
             std::string to = ext.empty() ? bytes(find(s.peer())->img->name()) : ext;
-            CR_TRY(connect_by_name(l.fd.get(), to, where(s) + (ext.empty() ? "" : ": external peer (--ext-unix-sk)")));
+            CR_TRY(connect_by_name(
+                l.fd.get(), to, where(s) + (ext.empty() ? "" : ": external peer (--ext-unix-sk)")));
         }
         unsigned bits = s.shutdown() & 3u;
-        if (l.fd && bits && ::shutdown(l.fd.get(), static_cast<int>(bits) - 1) != 0 && errno != ENOTCONN)
+        if (l.fd && bits && ::shutdown(l.fd.get(), static_cast<int>(bits) - 1) != 0 &&
+            errno != ENOTCONN)
             return Error::from_errno(where(s) + ": shutdown");
     }
     for (auto& [ino, l] : m_live) l.partner.reset();
     for (auto& [ino, l] : m_live)
         if (l.fd) CR_TRY(apply_options(l));
     for (const std::string& path : m_unlink_later)
-        if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Error::from_errno(strf("unlink %s", path.c_str()));
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+            return Error::from_errno(strf("unlink %s", path.c_str()));
     for (const auto& [aside, path] : m_aside)
-        if (::rename(aside.c_str(), path.c_str()) != 0) return Error::from_errno(strf("rename %s back", aside.c_str()));
+        if (::rename(aside.c_str(), path.c_str()) != 0)
+            return Error::from_errno(strf("rename %s back", aside.c_str()));
     m_unlink_later.clear();
     m_aside.clear();
     m_live.clear();

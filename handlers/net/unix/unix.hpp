@@ -62,7 +62,8 @@ private:
         pid_t pid;
         int fd;  // -1: in flight
     };
-    Result<SocketRecord*> capture(uint64_t ino, UniqueFd own, Holder holder, const std::string& where);
+    Result<SocketRecord*> capture(uint64_t ino, UniqueFd own, Holder holder,
+                                  const std::string& where);
     Result<void> check_pending(SocketRecord& s);
     Result<void> capture_queue(SocketRecord& s, const std::string& where);
     Result<void> check_peers();
@@ -109,7 +110,7 @@ private:
     sdk::Context* m_ctx = nullptr;
     const fb::UnixImage* m_image = nullptr;
     std::map<uint64_t, Live> m_live;
-    std::vector<std::string> m_unlink_later;                     // names whose file was gone at dump
+    std::vector<std::string> m_unlink_later;                   // names whose file was gone at dump
     std::vector<std::pair<std::string, std::string>> m_aside;  // moved aside -> put back
 };
 

@@ -40,13 +40,16 @@ inline void parse_diag(const unix_diag_msg* m, size_t len, DiagTable& out) {
     s.type = m->udiag_type;
     s.state = m->udiag_state;
     int left = static_cast<int>(len - NLMSG_ALIGN(sizeof *m));
-    for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof *m));
+    for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(m) +
+                                                   NLMSG_ALIGN(sizeof *m));
          RTA_OK(a, left); a = RTA_NEXT(a, left)) {
         const auto* data = static_cast<const uint8_t*>(RTA_DATA(a));
         size_t n = RTA_PAYLOAD(a);
         uint32_t u32 = 0;
         switch (a->rta_type) {
-            case UNIX_DIAG_NAME: s.name.assign(reinterpret_cast<const char*>(data), n); break;
+            case UNIX_DIAG_NAME:
+                s.name.assign(reinterpret_cast<const char*>(data), n);
+                break;
             case UNIX_DIAG_VFS:
                 if (n >= sizeof(unix_diag_vfs))
                     s.vfs_ino = reinterpret_cast<const unix_diag_vfs*>(data)->udiag_vfs_ino;
@@ -55,7 +58,8 @@ inline void parse_diag(const unix_diag_msg* m, size_t len, DiagTable& out) {
                 if (n >= 4) std::memcpy(&u32, data, 4), s.peer = u32;
                 break;
             case UNIX_DIAG_ICONS:
-                for (size_t i = 0; i + 4 <= n; i += 4) std::memcpy(&u32, data + i, 4), s.icons.push_back(u32);
+                for (size_t i = 0; i + 4 <= n; i += 4)
+                    std::memcpy(&u32, data + i, 4), s.icons.push_back(u32);
                 break;
             case UNIX_DIAG_RQLEN:
                 if (n >= sizeof(unix_diag_rqlen)) {
@@ -67,7 +71,8 @@ inline void parse_diag(const unix_diag_msg* m, size_t len, DiagTable& out) {
             case UNIX_DIAG_SHUTDOWN:
                 if (n >= 1) s.shutdown = data[0];
                 break;
-            default: break;
+            default:
+                break;
         }
     }
     out[s.ino] = std::move(s);
@@ -86,11 +91,12 @@ inline Result<DiagTable> unix_diag_all() {
     request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     request.req.sdiag_family = AF_UNIX;
     request.req.udiag_states = ~0u;
-    request.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS |
-                             UDIAG_SHOW_RQLEN;
+    request.req.udiag_show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
     sockaddr_nl kernel{};
     kernel.nl_family = AF_NETLINK;
-    if (::sendto(nl.get(), &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
+    if (::sendto(nl.get(), &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&kernel),
+                 sizeof kernel) < 0)
         return Error::from_errno("sock_diag request");
     DiagTable out;
     std::vector<char> buf(1 << 16);
@@ -100,16 +106,19 @@ inline Result<DiagTable> unix_diag_all() {
         if (n < 0) return Error::from_errno("sock_diag reply");
         if (n == 0) return Error("sock_diag reply ended early");
         int left = static_cast<int>(n);
-        for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+             h = NLMSG_NEXT(h, left)) {
             if (h->nlmsg_type == NLMSG_DONE) return out;
             if (h->nlmsg_type == NLMSG_ERROR) {
                 const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
                 errno = -e->error;
                 return Error::from_errno("sock_diag");
             }
-            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
+            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+                h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
                 continue;
-            parse_diag(static_cast<const unix_diag_msg*>(NLMSG_DATA(h)), h->nlmsg_len - NLMSG_HDRLEN, out);
+            parse_diag(static_cast<const unix_diag_msg*>(NLMSG_DATA(h)),
+                       h->nlmsg_len - NLMSG_HDRLEN, out);
         }
     }
 }

@@ -30,7 +30,8 @@ constexpr size_t k_max_fds = 253;  // SCM_MAX_FD
 inline Result<int> get_int_opt(int fd, int opt, const char* name) {
     int v = 0;
     socklen_t len = sizeof v;
-    if (::getsockopt(fd, SOL_SOCKET, opt, &v, &len) != 0) return Error::from_errno(strf("getsockopt %s", name));
+    if (::getsockopt(fd, SOL_SOCKET, opt, &v, &len) != 0)
+        return Error::from_errno(strf("getsockopt %s", name));
     return v;
 }
 
@@ -43,7 +44,8 @@ inline Result<void> set_int_opt(int fd, int opt, int v, const char* name) {
 // Puts SO_PEEK_OFF and SO_PASSCRED back as they were, whatever happens while reading.
 class OptionGuard {
 public:
-    OptionGuard(int fd, int peek_off, int passcred) : m_fd(fd), m_peek_off(peek_off), m_passcred(passcred) {}
+    OptionGuard(int fd, int peek_off, int passcred)
+        : m_fd(fd), m_peek_off(peek_off), m_passcred(passcred) {}
     OptionGuard(const OptionGuard&) = delete;
     OptionGuard& operator=(const OptionGuard&) = delete;
     ~OptionGuard() { (void)restore(); }
@@ -64,7 +66,8 @@ private:
 
 // One peek at the current peek offset into buf. Returns the length the message part really has
 // (for datagrams, more than buf when cut), or -1 at the end of the queue.
-inline Result<ssize_t> peek_one(int fd, int type, std::vector<uint8_t>& buf, Message& out, bool& end) {
+inline Result<ssize_t> peek_one(int fd, int type, std::vector<uint8_t>& buf, Message& out,
+                                bool& end) {
     alignas(cmsghdr) char control[CMSG_SPACE(k_max_fds * sizeof(int)) + CMSG_SPACE(sizeof(ucred))];
     sockaddr_un from{};
     iovec iov{buf.data(), buf.size()};
@@ -104,7 +107,8 @@ inline Result<ssize_t> peek_one(int fd, int type, std::vector<uint8_t>& buf, Mes
             creds = true;
         }
     }
-    if (msg.msg_flags & MSG_CTRUNC) return Error("recvmsg MSG_PEEK: control data cut (more than 253 descriptors)");
+    if (msg.msg_flags & MSG_CTRUNC)
+        return Error("recvmsg MSG_PEEK: control data cut (more than 253 descriptors)");
     // A stream has no empty messages: 0 is its end (shut down for reading, or the peer gone).
     if (n == 0 && (type == SOCK_STREAM || (!creds && out.fds.empty()))) {
         end = true;
@@ -132,7 +136,8 @@ inline Result<std::vector<Message>> peek_queue(int fd, int type) {
         bool end = false;
         ssize_t n = CR_TRY(peek_one(fd, type, buf, m, end));
         if (end) break;
-        if (static_cast<size_t>(n) > buf.size()) {  // a datagram longer than the buffer: again, whole
+        if (static_cast<size_t>(n) >
+            buf.size()) {  // a datagram longer than the buffer: again, whole
             buf.resize(static_cast<size_t>(n));
             CR_TRY(set_int_opt(fd, SO_PEEK_OFF, offset, "SO_PEEK_OFF"));
             continue;
@@ -155,7 +160,8 @@ inline socklen_t make_addr(const std::string& name, sockaddr_un& addr) {
     addr = {};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, name.data(), std::min(name.size(), sizeof addr.sun_path));
-    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::min(name.size(), sizeof addr.sun_path));
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                  std::min(name.size(), sizeof addr.sun_path));
 }
 
 struct OutMessage {
