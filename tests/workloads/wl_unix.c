@@ -26,6 +26,9 @@
  *                   DIR/result (the child restored with --ext-unix-sk, or never dumped);
  *   external-stream the same, and the child also holds one end of a stream pair whose other
  *                   end the parent holds ("PID FD FD" in DIR/child). */
+#include "wl_verify.h" /* first: it sets _GNU_SOURCE */
+
+// clang-format off
 #include <linux/kcmp.h>
 #include <signal.h>
 #include <stddef.h>
@@ -34,8 +37,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-
-#include "wl_verify.h"
+// clang-format on
 
 #define N_SP_AB 3000u
 #define N_SP_BA 2000u
