@@ -6,6 +6,15 @@
 set -euo pipefail
 shopt -s inherit_errexit # helpers run in $(...) stop at the first failure too
 
+# Descriptors inherited from whoever runs the test (ctest keeps its log open) would be inherited
+# by every workload and dumped with it: a log replaced meanwhile would then fail the restore.
+# Bash reads the script itself through fd 255.
+for _fd in /proc/self/fd/*; do
+    _fd=${_fd##*/}
+    if ((_fd > 2 && _fd != 255)); then eval "exec $_fd>&-"; fi
+done
+unset _fd
+
 CR=${CR_BIN:?CR_BIN must name the cr binary}
 WL_DIR=${WL_DIR:-$(dirname "$CR")}
 TEST_NAME=$(basename "$0" .sh)

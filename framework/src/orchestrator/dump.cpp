@@ -11,6 +11,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -29,11 +30,35 @@ std::string missing_handler(std::string_view kind) {
     return strf("no handler loaded (install %s or add it to --plugins)", package.c_str());
 }
 
+// The namespaces a task does not share with cr: each one is a resource of kind task:ns:NAME,
+// which a namespace handler has to claim (cr would otherwise restore the task into cr's own).
+constexpr const char* k_namespaces[] = {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"};
+
+Result<std::vector<std::string>> foreign_namespaces(pid_t pid) {
+    std::vector<std::string> out;
+    for (const char* ns : k_namespaces) {
+        struct stat mine {}, theirs {};
+        if (::stat(strf("/proc/self/ns/%s", ns).c_str(), &mine) != 0) continue;  // not built in
+        if (::stat(strf("/proc/%d/ns/%s", pid, ns).c_str(), &theirs) != 0)
+            return Error::from_errno(strf("pid %d: stat of /proc/%d/ns/%s", pid, pid, ns));
+        if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) out.push_back(ns);
+    }
+    return out;
+}
+
 // Every resource has exactly one handler, checked before anything is written.
 Result<void> check_claims(const Registry& registry, const std::vector<TaskRecord>& tasks, const FdTable& fds) {
     for (const char* kind : k_task_claims)
         if (!registry.claimer(kind))
             return Error(strf("pid %d: %s: %s", tasks.front().pid, kind, missing_handler(kind).c_str()));
+    for (const TaskRecord& t : tasks) {
+        for (const std::string& ns : CR_TRY(foreign_namespaces(t.pid))) {
+            std::string kind = "task:ns:" + ns;
+            if (!registry.claimer(kind))
+                return Error(strf("pid %d: runs in a %s namespace other than cr's (%s): %s", t.pid, ns.c_str(),
+                                  kind.c_str(), missing_handler(kind).c_str()));
+        }
+    }
     for (const FdObject& o : fds.objects)
         if (!registry.claimer(o.kind))
             return Error(strf("pid %d fd %d: %s (%s): %s", o.pid, o.fd, o.description.c_str(),

@@ -162,6 +162,10 @@ Result<void> MemoryHandler::dump_task(sdk::Context& ctx, pid_t pid) {
         if (reserved.start < m.end && m.start < reserved.end) continue;  // cr's own scratch memory
         VmaRecord r{m, classify(m)};
         if (r.kind == img::VmaKind::Vsyscall) continue;
+        if (m.path.rfind("/SYSV", 0) == 0)
+            return Error(strf("pid %d: mapping 0x%lx-0x%lx of System V shared memory segment %s: System V IPC "
+                              "is not supported (restored as plain shared memory it would lose its key and id)",
+                              pid, m.start, m.end, m.path.c_str()));
         if (r.kind == img::VmaKind::File && is_unlinked(m)) {
             if (!pre_dump) r.unlinked = CR_TRY(m_unlinked.describe(ctx, pid, m));
         } else if (r.kind == img::VmaKind::File) {

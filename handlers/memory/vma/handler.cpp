@@ -9,7 +9,7 @@ img::VmaKind classify(const Mapping& m) {
     if (m.path == "[vsyscall]") return img::VmaKind::Vsyscall;
     if (m.path == "[heap]") return img::VmaKind::Heap;
     if (m.path == "[stack]") return img::VmaKind::Stack;
-    if (m.shared && (m.path.empty() || m.path.rfind("/dev/zero", 0) == 0 || m.path.rfind("/SYSV", 0) == 0))
+    if (m.shared && (m.path.empty() || m.path.rfind("/dev/zero", 0) == 0))
         return img::VmaKind::SharedAnon;
     if (m.path.empty() || m.path.rfind("[anon:", 0) == 0) return img::VmaKind::Anon;
     return img::VmaKind::File;
