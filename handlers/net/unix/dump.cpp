@@ -54,30 +54,6 @@ std::string describe_fd(int fd) {
 
 }  // namespace
 
-const char* type_name(int type) {
-    switch (type) {
-        case SOCK_STREAM:
-            return "stream";
-        case SOCK_DGRAM:
-            return "dgram";
-        case SOCK_SEQPACKET:
-            return "seqpacket";
-        default:
-            return "unknown";
-    }
-}
-
-std::string printable_name(const std::string& name) {
-    if (name.empty()) return "unnamed";
-    if (name[0] != '\0') return std::string(name.c_str());
-    std::string out = "@";
-    for (size_t i = 1; i < name.size(); ++i) {
-        unsigned char c = static_cast<unsigned char>(name[i]);
-        out += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : strf("\\x%02x", c);
-    }
-    return out;
-}
-
 std::string Dumper::where_of(const SocketRecord& s) const {
     std::string what = strf("unix %s socket socket:[%llu] (%s)", type_name(s.diag.type), ull(s.ino),
                             printable_name(s.diag.name).c_str());

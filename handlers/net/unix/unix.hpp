@@ -21,9 +21,6 @@ constexpr unsigned k_established = 1;  // TCP_ESTABLISHED
 constexpr unsigned k_listen = 10;      // TCP_LISTEN
 constexpr unsigned k_close = 7;        // TCP_CLOSE
 
-const char* type_name(int type);
-std::string printable_name(const std::string& name);  // "@abstract", "/path", "unnamed"
-
 // A socket as dumped. Sockets no task holds (in flight, pending connections) have no object.
 struct SocketRecord {
     uint64_t ino = 0;

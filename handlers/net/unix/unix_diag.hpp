@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cr/sdk/fd.hpp>
+#include <cr/sdk/log.hpp>
 #include <cr/sdk/result.hpp>
 #include <cstdint>
 #include <cstring>
@@ -33,6 +34,31 @@ struct DiagSocket {
 };
 
 using DiagTable = std::map<uint64_t, DiagSocket>;
+
+inline const char* type_name(int type) {
+    switch (type) {
+        case SOCK_STREAM:
+            return "stream";
+        case SOCK_DGRAM:
+            return "dgram";
+        case SOCK_SEQPACKET:
+            return "seqpacket";
+        default:
+            return "unknown";
+    }
+}
+
+// "/path", "@abstract" (other bytes as \xNN) or "unnamed".
+inline std::string printable_name(const std::string& name) {
+    if (name.empty()) return "unnamed";
+    if (name[0] != '\0') return std::string(name.c_str());
+    std::string out = "@";
+    for (size_t i = 1; i < name.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(name[i]);
+        out += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : strf("\\x%02x", c);
+    }
+    return out;
+}
 
 inline void parse_diag(const unix_diag_msg* m, size_t len, DiagTable& out) {
     DiagSocket s;
