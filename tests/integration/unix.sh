@@ -3,9 +3,10 @@
 # path and abstract listeners with accepted and pending connections, a bound datagram socket with
 # datagrams from three senders, sockets, a file and pipes in flight, credentials, shutdown
 # states, a closed peer, shared and dup'd descriptors, buffer sizes, SO_PEEK_OFF, O_NONBLOCK)
-# is dumped and restored and checks itself. Then what cr must refuse, each time with the target left running:
-# an eventfd in flight, a peer outside the dumped tree (and --ext-unix-sk for a datagram socket
-# connected to a path outside, which the restore connects again).
+# is dumped and restored and checks itself; --leave-running leaves it as it was. Then what cr
+# must refuse, each time with the target left running: an eventfd in flight, data sent on a
+# connection not yet accepted, a peer outside the dumped tree (and --ext-unix-sk for a datagram
+# socket connected to a path outside, which the restore connects again).
 source "$(dirname "$0")/lib.sh"
 
 case_round_trip() {
@@ -75,6 +76,18 @@ case_inflight_eventfd() {
     verdict "$wl"
 }
 
+# Data sent on a connection not yet accepted can only be read by accepting it: refused.
+case_pending_data() {
+    local wl=$T/pend pid
+    mkdir -p "$wl"
+    pid=$(cr_run "$T/pend.log" "$WL_DIR/wl_unix" --unsupported pending-data "$wl")
+    SHOW_ON_FAIL=("$T/pend.log")
+    wait_file "$wl/ready" 30
+    DUMP_OPTS=()
+    refused "$pid" "$T/pend-img" "pid $pid fd" "sent data on a connection $wl/pending.sock has not accepted yet"
+    verdict "$wl"
+}
+
 case_external_peer() {
     local wl=$T/ext pid child sfd dfd
     mkdir -p "$wl"
@@ -117,6 +130,7 @@ case_external_dgram() {
 run_case round_trip case_round_trip
 run_case leave_running case_leave_running
 run_case inflight_eventfd case_inflight_eventfd
+run_case pending_data case_pending_data
 run_case external_peer case_external_peer
 run_case external_dgram case_external_dgram
 finish_cases

@@ -20,6 +20,7 @@
  *
  * --unsupported KIND: a socket cr must refuse, then hold (see wl_hold):
  *   inflight-eventfd  an eventfd in flight in a socketpair's queue;
+ *   pending-data    a connection not yet accepted whose client already sent data;
  *   external-dgram  the child (dump it alone; "PID -1 FD" in DIR/child) holds a datagram
  *                   socket connected to DIR/ext.sock, which the parent binds. After go the
  *                   child sends "after" through it; the parent receives it and writes
@@ -633,6 +634,19 @@ static int unsupported(const char* kind) {
         WL_CHECK(n == 1 && read(fds[0], &v, sizeof v) == sizeof v && v == 3,
                  "eventfd in flight: %d descriptors, value %llu after the refused dump", n,
                  (unsigned long long)v);
+        return wl_verdict();
+    }
+    if (strcmp(kind, "pending-data") == 0) {
+        int l = bound(SOCK_STREAM, at("pending.sock"), 0);
+        if (listen(l, 2) != 0) wl_die("wl_unix", "listen");
+        int c = connected(SOCK_STREAM, at("pending.sock"), 0);
+        if (send(c, "early", 5, 0) != 5) wl_die("wl_unix", "send");
+        wl_hold();
+        fcntl(l, F_SETFL, O_NONBLOCK);
+        int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        char buf[8] = {0};
+        WL_CHECK(a >= 0 && recv(a, buf, sizeof buf, MSG_DONTWAIT) == 5 && memcmp(buf, "early", 5) == 0,
+                 "pending connection: not there with its data after the refused dump");
         return wl_verdict();
     }
     int ext_stream = strcmp(kind, "external-stream") == 0;

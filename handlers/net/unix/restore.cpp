@@ -65,6 +65,24 @@ private:
     bool m_bound = false;
 };
 
+// A socket file some live socket is bound to (a listener or a datagram socket; connected
+// stream sockets only carry their listener's path).
+const DiagSocket* live_at(const DiagTable& diag, uint64_t file_ino) {
+    for (const auto& [ino, d] : diag)
+        if (d.vfs_ino == file_ino && (d.state == k_listen || d.type == SOCK_DGRAM)) return &d;
+    return nullptr;
+}
+
+Result<void> check_not_live(const DiagTable& diag, const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return {};
+    if (const DiagSocket* d = live_at(diag, static_cast<uint64_t>(st.st_ino)))
+        return Error(strf(
+            "%s is bound by a live socket (socket:[%llu]) outside the image; stop its owner first",
+            path.c_str(), ull(d->ino)));
+    return {};
+}
+
 Result<UniqueFd> make_socket(int type) {
     UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
     if (!fd) return Error::from_errno(strf("socket(AF_UNIX, %s)", type_name(type)));
@@ -169,6 +187,7 @@ Result<void> Restorer::bind_name(int fd, const fb::UnixSocket& s) {
                     return Error::from_errno(strf("%s: rename %s aside", w.c_str(), path.c_str()));
                 m_aside.emplace_back(aside, path);
             } else if (S_ISSOCK(st.st_mode)) {
+                CR_TRY_CTX(check_not_live(m_diag, path), w);
                 if (::unlink(path.c_str()) != 0)
                     return Error::from_errno(strf("%s: unlink stale %s", w.c_str(), path.c_str()));
             } else {
@@ -228,6 +247,8 @@ Result<std::pair<UniqueFd, UniqueFd>> Restorer::connect_through_listener(
     TempName temp;
     if (lfd < 0) {
         stand_in = CR_TRY(make_socket(server.type()));
+        if (is_path(name))
+            CR_TRY_CTX(check_not_live(m_diag, name.c_str()), w + ": its listener's name");
         CR_TRY_CTX(temp.bind(stand_in.get(), name, server.ino()), w);
         if (::listen(stand_in.get(), 1) != 0) return Error::from_errno(w + ": listen");
         lfd = stand_in.get();
@@ -313,6 +334,7 @@ Result<void> Restorer::prepare() {
     m_image = CR_TRY(
         sdk::read_section_as<fb::UnixImage>(*m_ctx, "unix.cr", "CRUX", &fb::VerifyUnixImageBuffer));
     CR_TRY(check_image());
+    m_diag = CR_TRY(unix_diag_all());  // to tell a stale socket file from a live one
     CR_TRY(create_listeners());
     CR_TRY(create_others());
     CR_TRY(create_pending());
@@ -384,6 +406,8 @@ Result<void> Restorer::fill(Live& r) {
                     via = l.fd.get();
             if (via < 0) {
                 temp = CR_TRY(make_socket(SOCK_DGRAM));
+                if (is_path(sender))
+                    CR_TRY_CTX(check_not_live(m_diag, sender.c_str()), what + ": its sender");
                 if (!sender.empty())
                     CR_TRY_CTX(temp_name.bind(temp.get(), sender, s.ino()), what + ": its sender");
                 via = temp.get();

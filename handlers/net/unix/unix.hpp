@@ -107,6 +107,7 @@ private:
     sdk::Context* m_ctx = nullptr;
     const fb::UnixImage* m_image = nullptr;
     std::map<uint64_t, Live> m_live;
+    DiagTable m_diag;
     std::vector<std::string> m_unlink_later;                   // names whose file was gone at dump
     std::vector<std::pair<std::string, std::string>> m_aside;  // moved aside -> put back
 };
