@@ -162,11 +162,10 @@ Result<void> Dumper::check_pending(SocketRecord& s) {
         s.peer_closed = false;
         // Bytes the client sent wait in the connection, charged to the client's send buffer.
         if (s.diag.wqueue > 0)
-            return Error(
-                strf("%s: sent data on a connection %s has not accepted yet (%u bytes of its send "
-                     "buffer in "
-                     "use); reading it would accept the connection: not supported",
-                     where_of(s).c_str(), printable_name(d.name).c_str(), s.diag.wqueue));
+            return Error(strf(
+                "%s: sent data on a connection %s has not accepted yet (%u bytes of send buffer); "
+                "reading it would accept the connection: not supported",
+                where_of(s).c_str(), printable_name(d.name).c_str(), s.diag.wqueue));
     }
     return {};
 }
