@@ -14,6 +14,7 @@
 #include <files_generated.h>
 #include <memory_generated.h>
 #include <pipe_generated.h>
+#include <unix_generated.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -25,6 +26,29 @@ namespace cr::cli {
 namespace {
 
 namespace fb = cr::image::v1;
+
+// "unix stream /run/app.sock, listening (backlog 16, 2 pending)", "... peer socket:[42], 3 messages (120 B) queued".
+std::string unix_detail(const fb::UnixSocket& u) {
+    std::string name;
+    if (u.name() && u.name()->size() > 0) {
+        std::string raw(reinterpret_cast<const char*>(u.name()->data()), u.name()->size());
+        name = raw[0] ? " " + std::string(raw.c_str()) : " @" + raw.substr(1);
+    }
+    const char* type = u.type() == 1 ? "stream" : u.type() == 2 ? "dgram" : u.type() == 5 ? "seqpacket" : "?";
+    std::string out = strf("unix %s%s", type, name.c_str());
+    if (u.state() == 10)
+        return out + strf(", listening (backlog %u, %u pending)", u.backlog(), u.icons() ? u.icons()->size() : 0u);
+    if (u.peer()) out += strf(", peer socket:[%llu]", static_cast<unsigned long long>(u.peer()));
+    if (u.listener()) out += ", connected, not yet accepted";
+    if (u.peer_closed()) out += ", peer closed";
+    if (u.external_peer() && u.external_peer()->size() > 0) out += ", external peer";
+    size_t bytes = 0;
+    if (u.queue())
+        for (const fb::UnixMessage* m : *u.queue()) bytes += m->data() ? m->data()->size() : 0;
+    if (u.queue() && u.queue()->size() > 0) out += strf(", %u messages (%zu B) queued", u.queue()->size(), bytes);
+    if (u.shutdown()) out += strf(", shut down %s", u.shutdown() == 3 ? "both ways" : u.shutdown() == 1 ? "for reading" : "for writing");
+    return out;
+}
 
 constexpr uint64_t k_page = 4096;
 constexpr size_t k_cmdline_max = 4096;
@@ -150,6 +174,10 @@ Result<ImageView> build_view(fw::ImageReader& reader) {
                                                    static_cast<unsigned long long>(e->pipe_ino()),
                                                    e->write_end() ? "write" : "read", access_of(e->flags()).c_str(),
                                                    queued[e->pipe_ino()]);
+        } else if (s.schema_id == "CRUX") {
+            auto image = CR_TRY(root_of<fb::UnixImage>(reader, s, fb::VerifyUnixImageBuffer));
+            if (image->sockets())
+                for (const fb::UnixSocket* u : *image->sockets()) details[u->object_id()] = unix_detail(*u);
         }
     }
     for (auto& tv : view.tasks) {
