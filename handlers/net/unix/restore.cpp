@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <climits>
 #include <cr/sdk/image.hpp>
 
 #include "unix.hpp"
@@ -360,6 +362,12 @@ Result<void> Restorer::fill(Live& r) {
     std::string w = where(s);
     std::string rname = bytes(s.name());
     Live* peer = s.peer() ? find(s.peer()) : nullptr;
+    // What waits in r's queue is charged to its senders' send buffers: room for all of it (and
+    // the kernel's overhead per buffer) while it goes back; apply_options sets the real sizes.
+    size_t total = 0;
+    for (const fb::UnixMessage* m : *s.queue()) total += m->data() ? m->data()->size() : 0;
+    size_t want =
+        std::min<size_t>(std::max<size_t>(2 * total + (4u << 20), 64u << 20), INT_MAX - 1);
     size_t index = 0;
     for (const fb::UnixMessage* m : *s.queue()) {
         std::string what = strf("%s: queued message %zu", w.c_str(), index++);
@@ -414,6 +422,10 @@ Result<void> Restorer::fill(Live& r) {
             }
         }
         if (via < 0) return Error(what + ": no socket to send it from");
+        if (CR_TRY(get_int_opt(via, SO_SNDBUF, "SO_SNDBUF")) < static_cast<int>(want))
+            CR_TRY_CTX(
+                set_int_opt(via, SO_SNDBUFFORCE, static_cast<int>(want / 2), "SO_SNDBUFFORCE"),
+                what);
         CR_TRY_CTX(send_message(via, out), what);
     }
     return {};
@@ -433,13 +445,6 @@ Result<void> Restorer::apply_options(Live& l) {
 }
 
 Result<void> Restorer::finish() {
-    constexpr int k_fill_sndbuf = 64 << 20;
-    for (auto& [ino, l] : m_live)
-        for (UniqueFd* f : {&l.fd, &l.partner})
-            if (*f)
-                CR_TRY_CTX(
-                    set_int_opt(f->get(), SO_SNDBUFFORCE, k_fill_sndbuf / 2, "SO_SNDBUFFORCE"),
-                    where(*l.img));
     for (auto& [ino, l] : m_live) CR_TRY(fill(l));
     for (auto& [ino, l] : m_live) {
         const fb::UnixSocket& s = *l.img;

@@ -129,7 +129,7 @@ inline Result<std::vector<Message>> peek_queue(int fd, int type) {
     CR_TRY(set_int_opt(fd, SO_PASSCRED, 1, "SO_PASSCRED"));
     CR_TRY(set_int_opt(fd, SO_PEEK_OFF, 0, "SO_PEEK_OFF"));
     std::vector<Message> out;
-    std::vector<uint8_t> buf(256 << 10);
+    std::vector<uint8_t> buf(4 << 20);
     int offset = 0;
     for (;;) {
         Message m;
