@@ -14,7 +14,7 @@
  *     parent keeps and both ends of a pipe nobody holds, with data queued in both pipes;
  *   - credentials (SO_PASSCRED): packets from the child and from the parent;
  *   - shutdown (SHUT_WR, SHUT_RD, both), a pair whose other end was closed after writing;
- *   - SO_RCVBUF, SO_SNDBUF, SO_PEEK_OFF, O_NONBLOCK.
+ *   - SO_RCVBUF, SO_SNDBUF, SO_PEEK_OFF, O_NONBLOCK; an 80 MiB queue.
  * Writes DIR/ready, waits for DIR/go, checks every byte, name and property, writes DIR/result
  * and exits 0 ("wl_unix: ok") or 1 with each difference on stderr.
  *
@@ -49,6 +49,7 @@
 #define N_PEEK 64u
 #define PEEK_OFF 5
 #define INFLIGHT_POS 7
+#define N_BIG (80u << 20) /* more than the 64 MiB any default send buffer holds */
 
 enum {
     k_seed_sp_ab = 31,
@@ -60,7 +61,8 @@ enum {
     k_seed_shut,
     k_seed_closed,
     k_seed_peek,
-    k_seed_inflight
+    k_seed_inflight,
+    k_seed_big
 };
 static const unsigned k_dg_sizes[] = {10, 0, 1000};
 static const unsigned k_sq_sizes[] = {77, 3000};
@@ -76,6 +78,7 @@ static struct {
     int cred_r, cred_w;             /* seqpacket pair, cred_r has SO_PASSCRED */
     int shw_a, shw_b, shr_a, shr_b, shb_a, shb_b, cl_b;
     int peek, peek_w, nb;
+    int big_r, big_w; /* 80 MiB queued, the send buffer raised with SO_SNDBUFFORCE */
     char abstract[64];
     pid_t child;
 } g;
@@ -446,6 +449,12 @@ static void setup(void) {
     g.nb = g.peek_w;
     fcntl(g.nb, F_SETFL, O_NONBLOCK);
 
+    make_pair(SOCK_STREAM, &g.big_w, &g.big_r);
+    v = (int)N_BIG;
+    if (setsockopt(g.big_w, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) != 0)
+        wl_die("wl_unix", "SO_SNDBUFFORCE");
+    send_pattern(g.big_w, N_BIG, k_seed_big, 0);
+
     int sync[2];
     if (pipe2(sync, O_CLOEXEC) != 0) wl_die("wl_unix", "pipe");
     g.child = fork();
@@ -614,6 +623,8 @@ static void check(void) {
     ssize_t got = recv(g.peek, pk, sizeof pk, MSG_PEEK | MSG_DONTWAIT);
     WL_CHECK(got == 8 && pk[0] == wl_pattern_byte(k_seed_peek, PEEK_OFF),
              "SO_PEEK_OFF: a peek does not start at %d", PEEK_OFF);
+    expect_stream(g.big_r, N_BIG, k_seed_big, 0, "80 MiB queue");
+    expect_empty(g.big_r, "80 MiB queue");
     int type = opt(g.sq_a, SO_TYPE);
     WL_CHECK(type == SOCK_SEQPACKET, "seqpacket pair: type %d", type);
 }
@@ -645,8 +656,9 @@ static int unsupported(const char* kind) {
         fcntl(l, F_SETFL, O_NONBLOCK);
         int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         char buf[8] = {0};
-        WL_CHECK(a >= 0 && recv(a, buf, sizeof buf, MSG_DONTWAIT) == 5 && memcmp(buf, "early", 5) == 0,
-                 "pending connection: not there with its data after the refused dump");
+        WL_CHECK(
+            a >= 0 && recv(a, buf, sizeof buf, MSG_DONTWAIT) == 5 && memcmp(buf, "early", 5) == 0,
+            "pending connection: not there with its data after the refused dump");
         return wl_verdict();
     }
     int ext_stream = strcmp(kind, "external-stream") == 0;
