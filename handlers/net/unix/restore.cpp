@@ -99,6 +99,11 @@ std::string Restorer::where(const fb::UnixSocket& s) const {
                 printable_name(bytes(s.name())).c_str(), holder.c_str());
 }
 
+Restorer::~Restorer() {
+    for (const std::string& path : m_unlink_later) ::unlink(path.c_str());
+    for (const auto& [aside, path] : m_aside) (void)::rename(aside.c_str(), path.c_str());
+}
+
 Restorer::Live* Restorer::find(uint64_t ino) {
     auto it = m_live.find(ino);
     return it == m_live.end() ? nullptr : &it->second;

@@ -77,6 +77,10 @@ private:
 
 class Restorer {
 public:
+    Restorer() = default;
+    Restorer(const Restorer&) = delete;
+    Restorer& operator=(const Restorer&) = delete;
+    ~Restorer();  // a restore that failed half way: names made for the moment go, files come back
     void use(sdk::Context& ctx) { m_ctx = &ctx; }
     Result<void> prepare();
     Result<void> finish();  // post_restore: queues, shutdowns, late connects, options
