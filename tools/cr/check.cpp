@@ -8,12 +8,16 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/kcmp.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
 #include <signal.h>
 #include <sys/auxv.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -136,6 +140,40 @@ bool probe_pagemap_scan() {
     return ok;
 }
 
+// A dump of AF_UNIX sockets through NETLINK_SOCK_DIAG that answers.
+bool probe_unix_diag() {
+    int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return false;
+    struct {
+        nlmsghdr nlh;
+        unix_diag_req req;
+    } rq{};
+    rq.nlh.nlmsg_len = sizeof rq;
+    rq.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    rq.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    rq.req.sdiag_family = AF_UNIX;
+    rq.req.udiag_states = ~0u;
+    rq.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS;
+    char buf[8192];
+    bool ok = send(nl, &rq, sizeof rq, 0) == static_cast<ssize_t>(sizeof rq) && recv(nl, buf, sizeof buf, 0) > 0 &&
+              reinterpret_cast<nlmsghdr*>(buf)->nlmsg_type != NLMSG_ERROR;
+    close(nl);
+    return ok;
+}
+
+// MSG_PEEK from an offset (SO_PEEK_OFF) on a unix stream socket.
+bool probe_unix_peek_off() {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
+    int off = 1;
+    char c = 0;
+    bool ok = send(sv[0], "ab", 2, 0) == 2 && setsockopt(sv[1], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) == 0 &&
+              recv(sv[1], &c, 1, MSG_PEEK) == 1 && c == 'b';
+    close(sv[0]);
+    close(sv[1]);
+    return ok;
+}
+
 bool probe_soft_dirty() {
     void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return false;
@@ -190,6 +228,10 @@ const Feature k_features[] = {
      [] { return has_cap(CAP_SYS_RESOURCE); }},
     {"time namespaces", "keeping monotonic clocks across hosts", "restore of time namespaces", false,
      [] { return access("/proc/self/ns/time", F_OK) == 0; }},
+    {"sock_diag for unix sockets", "finding unix sockets' peers and pending connections", "dump of unix sockets", false,
+     probe_unix_diag},
+    {"SO_PEEK_OFF on unix sockets", "reading socket queues without taking them", "dump of unix sockets with queued data",
+     false, probe_unix_peek_off},
 };
 
 }  // namespace
