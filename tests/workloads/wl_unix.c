@@ -14,6 +14,8 @@
  *     parent keeps and both ends of a pipe nobody holds, with data queued in both pipes;
  *   - credentials (SO_PASSCRED): packets from the child and from the parent;
  *   - shutdown (SHUT_WR, SHUT_RD, both), a pair whose other end was closed after writing;
+ *   - a stream listener bound at a relative path (rel.sock, from DIR, the working directory) with
+ *     an accepted and a pending connection;
  *   - SO_RCVBUF, SO_SNDBUF, SO_PEEK_OFF, O_NONBLOCK; an 80 MiB queue.
  * Writes DIR/ready, waits for DIR/go, checks every byte, name and property, writes DIR/result
  * and exits 0 ("wl_unix: ok") or 1 with each difference on stderr.
@@ -79,6 +81,7 @@ static struct {
     int shw_a, shw_b, shr_a, shr_b, shb_a, shb_b, cl_b;
     int peek, peek_w, nb;
     int big_r, big_w; /* 80 MiB queued, the send buffer raised with SO_SNDBUFFORCE */
+    int rel_lst, rel_acc, rel_cli, rel_pend; /* a listener bound at a relative name, "rel.sock" */
     char abstract[64];
     pid_t child;
 } g;
@@ -449,6 +452,16 @@ static void setup(void) {
     g.nb = g.peek_w;
     fcntl(g.nb, F_SETFL, O_NONBLOCK);
 
+    /* Relative to the working directory, which is DIR from here on. */
+    if (chdir(g_wl_dir) != 0) wl_die("wl_unix", "chdir");
+    g.rel_lst = bound(SOCK_STREAM, "rel.sock", 0);
+    if (listen(g.rel_lst, 2) != 0) wl_die("wl_unix", "listen");
+    g.rel_cli = connected(SOCK_STREAM, "rel.sock", 0);
+    g.rel_acc = accept4(g.rel_lst, NULL, NULL, SOCK_CLOEXEC);
+    if (g.rel_acc < 0) wl_die("wl_unix", "accept");
+    g.rel_pend = connected(SOCK_STREAM, "rel.sock", 0);
+    send_pattern(g.rel_cli, 11, k_seed_acc_in, 70000);
+
     make_pair(SOCK_STREAM, &g.big_w, &g.big_r);
     v = (int)N_BIG;
     if (setsockopt(g.big_w, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) != 0)
@@ -623,6 +636,19 @@ static void check(void) {
     ssize_t got = recv(g.peek, pk, sizeof pk, MSG_PEEK | MSG_DONTWAIT);
     WL_CHECK(got == 8 && pk[0] == wl_pattern_byte(k_seed_peek, PEEK_OFF),
              "SO_PEEK_OFF: a peek does not start at %d", PEEK_OFF);
+    expect_name(g.rel_lst, 0, "rel.sock", 0, "relative listener");
+    expect_name(g.rel_acc, 0, "rel.sock", 0, "relative listener: accepted");
+    expect_name(g.rel_cli, 1, "rel.sock", 0, "relative listener: client's peer");
+    WL_CHECK(stat(at("rel.sock"), &st) == 0 && S_ISSOCK(st.st_mode),
+             "relative listener: no socket file in DIR");
+    expect_stream(g.rel_acc, 11, k_seed_acc_in, 70000, "relative listener: accepted");
+    fcntl(g.rel_lst, F_SETFL, O_NONBLOCK);
+    int rp = accept4(g.rel_lst, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    WL_CHECK(rp >= 0, "relative listener: no pending connection");
+    if (rp >= 0) {
+        send_pattern(g.rel_pend, 3, k_seed_acc_in, 71000);
+        expect_stream(rp, 3, k_seed_acc_in, 71000, "relative listener: pending connection");
+    }
     expect_stream(g.big_r, N_BIG, k_seed_big, 0, "80 MiB queue");
     expect_empty(g.big_r, "80 MiB queue");
     int type = opt(g.sq_a, SO_TYPE);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cr/sdk/image.hpp>
+#include <optional>
 
 #include "unix.hpp"
 
@@ -42,6 +43,14 @@ std::string holder_of(uint64_t ino) {
     }
     ::closedir(proc);
     return found.empty() ? "no process" : found;
+}
+
+std::optional<std::string> cwd_of(pid_t pid) {
+    char link[4096];
+    ssize_t n = ::readlink(strf("/proc/%d/cwd", pid).c_str(), link, sizeof link - 1);
+    if (n <= 0) return std::nullopt;
+    link[n] = 0;
+    return std::string(link);
 }
 
 std::string describe_fd(int fd) {
@@ -113,8 +122,20 @@ Result<SocketRecord*> Dumper::capture(uint64_t ino, UniqueFd own, Holder holder,
         return Error(strf("%s: socket type %d is not supported", w.c_str(), type));
     if (!s.diag.name.empty() && s.diag.name[0] != '\0') {
         std::string path(s.diag.name.c_str());
-        if (path.empty() || path[0] != '/')
-            return Error(strf("%s: a relative path name is not supported", w.c_str()));
+        if (path.empty()) return Error(strf("%s: an empty path name", w.c_str()));
+        if (path[0] != '/') {
+            // Bound relative to the binder's working directory: the holder's, if the file is there.
+            auto cwd = cwd_of(s.pid);
+            struct stat st {};
+            if (!cwd || ::lstat((*cwd + "/" + path).c_str(), &st) != 0 ||
+                static_cast<uint64_t>(st.st_ino) != s.diag.vfs_ino)
+                return Error(
+                    strf("%s: a relative path name not found from the working directory of "
+                         "pid %d: not supported",
+                         w.c_str(), s.pid));
+            s.name_dir = *cwd;
+            path = *cwd + "/" + path;
+        }
         struct stat st {};
         if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
             static_cast<uint64_t>(st.st_ino) == s.diag.vfs_ino) {
@@ -250,6 +271,17 @@ Result<void> Dumper::check_peers() {
     bool ext = m_ctx->flag("ext-unix-sk");
     for (auto& [ino, rec] : m_socks) {
         SocketRecord& s = *rec;
+        // A datagram from a relative path name goes back from the socket of the image bound there.
+        for (const Message& m : s.queue) {
+            if (m.sender.empty() || m.sender[0] == '\0' || m.sender[0] == '/') continue;
+            bool found = false;
+            for (const auto& [other, o] : m_socks) found = found || o->diag.name == m.sender;
+            if (!found)
+                return Error(
+                    strf("%s: holds a datagram from %s, a relative path name of a socket outside "
+                         "the tree: not supported",
+                         where_of(s).c_str(), printable_name(m.sender).c_str()));
+        }
         for (uint64_t client : s.diag.state == k_listen ? s.diag.icons : std::vector<uint64_t>{})
             if (!m_socks.count(client))
                 return Error(strf(
@@ -287,6 +319,11 @@ Result<void> Dumper::check_peers() {
                 strf("%s: holds %zu messages from its external peer %s; they cannot be sent again "
                      "from outside the tree",
                      where_of(s).c_str(), s.queue.size(), outside.c_str()));
+        if (d->second.name[0] != '\0' && d->second.name[0] != '/')
+            return Error(
+                strf("%s: its peer is %s, whose relative path name cannot be connected "
+                     "again",
+                     where_of(s).c_str(), outside.c_str()));
         s.external_peer = d->second.name;
         s.listener = 0;
         m_ctx->info(strf("%s: external peer %s, connected again by name at restore",
@@ -324,7 +361,7 @@ Result<void> Dumper::write_section() {
             fbb, s.ino, s.object_id, s.diag.type, s.diag.state, s.flags, &name, s.name_file_gone,
             s.file_mode, s.file_uid, s.file_gid, peer, s.peer_closed, s.accepted, &ext, s.listener,
             &icons, s.diag.wqueue, s.diag.shutdown, s.rcvbuf, s.sndbuf, s.passcred != 0, s.peek_off,
-            &queue, s.pid, s.fd));
+            &queue, s.pid, s.fd, s.name_dir.empty() ? nullptr : s.name_dir.c_str()));
     }
     fbb.Finish(fb::CreateUnixImageDirect(fbb, &socks), fb::UnixImageIdentifier());
     CR_TRY(sdk::write_section(*m_ctx, "unix.cr", fbb));

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <climits>
@@ -27,6 +28,49 @@ bool is_path(const std::string& name) {
     return !name.empty() && name[0] != '\0';
 }
 
+bool is_relative(const std::string& name) {
+    return is_path(name) && name[0] != '/';
+}
+
+// Where a path name is in the file system: a relative one under the directory it was bound in.
+std::string fs_path(const std::string& name, const std::string& dir) {
+    if (!is_path(name)) return {};
+    std::string path(name.c_str());
+    return is_relative(name) ? dir + "/" + path : path;
+}
+
+std::string fs_path(const fb::UnixSocket& s) {
+    return fs_path(bytes(s.name()), s.name_dir() ? s.name_dir()->str() : std::string());
+}
+
+// bind(2) with the name as it was given: a relative one from a child that enters dir first, so
+// that cr's own working directory never changes.
+Result<void> bind_as_given(int fd, const std::string& name, const std::string& dir) {
+    sockaddr_un addr{};
+    socklen_t len = make_addr(name, addr);
+    if (!is_relative(name)) {
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
+            return Error::from_errno(strf("bind %s", printable_name(name).c_str()));
+        return {};
+    }
+    pid_t child = ::fork();
+    if (child < 0) return Error::from_errno("fork");
+    if (child == 0) {
+        if (::chdir(dir.c_str()) != 0) ::_exit(errno);
+        ::_exit(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 ? 0 : errno);
+    }
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0)
+        if (errno != EINTR) return Error::from_errno("waitpid");
+    if (!WIFEXITED(status))
+        return Error(strf("bind %s in %s: the helper died", name.c_str(), dir.c_str()));
+    if (WEXITSTATUS(status) != 0) {
+        errno = WEXITSTATUS(status);
+        return Error::from_errno(strf("bind %s in %s", name.c_str(), dir.c_str()));
+    }
+    return {};
+}
+
 // A name bound only for a moment (a stand-in listener or sender): a file already at its path is
 // moved aside and put back afterwards.
 class TempName {
@@ -35,9 +79,9 @@ public:
     TempName(const TempName&) = delete;
     TempName& operator=(const TempName&) = delete;
     ~TempName() { release(); }
-    Result<void> bind(int fd, const std::string& name, uint64_t tag) {
+    Result<void> bind(int fd, const std::string& name, const std::string& dir, uint64_t tag) {
         if (is_path(name)) {
-            m_path = name.c_str();
+            m_path = fs_path(name, dir);
             struct stat st {};
             if (::lstat(m_path.c_str(), &st) == 0) {
                 m_aside = strf("%s.cr-restore-%llu", m_path.c_str(), ull(tag));
@@ -47,10 +91,7 @@ public:
                 }
             }
         }
-        sockaddr_un addr{};
-        socklen_t len = make_addr(name, addr);
-        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
-            return Error::from_errno(strf("bind %s", printable_name(name).c_str()));
+        CR_TRY(bind_as_given(fd, name, dir));
         m_bound = is_path(name);
         return {};
     }
@@ -120,7 +161,9 @@ Result<void> Restorer::check_image() {
             return Error(w + ": bad socket type");
         std::string name = bytes(s->name());
         if (name.size() > sizeof(sockaddr_un::sun_path)) return Error(w + ": name too long");
-        if (is_path(name) && name[0] != '/') return Error(w + ": relative path name");
+        if (is_relative(name) &&
+            (!s->name_dir() || s->name_dir()->size() == 0 || s->name_dir()->c_str()[0] != '/'))
+            return Error(w + ": a relative path name without its directory");
         if (s->external_peer() && s->external_peer()->size() > sizeof(sockaddr_un::sun_path))
             return Error(w + ": external peer name too long");
         m_live[s->ino()].img = s;
@@ -184,7 +227,7 @@ Result<void> Restorer::bind_name(int fd, const fb::UnixSocket& s) {
     std::string name = bytes(s.name());
     if (name.empty()) return {};
     std::string w = where(s);
-    std::string path = is_path(name) ? std::string(name.c_str()) : std::string();
+    std::string path = fs_path(s);
     if (!path.empty()) {
         struct stat st {};
         if (::lstat(path.c_str(), &st) == 0) {
@@ -202,10 +245,7 @@ Result<void> Restorer::bind_name(int fd, const fb::UnixSocket& s) {
             }
         }
     }
-    sockaddr_un addr{};
-    socklen_t len = make_addr(name, addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
-        return Error::from_errno(strf("%s: bind", w.c_str()));
+    CR_TRY_CTX(bind_as_given(fd, name, s.name_dir() ? s.name_dir()->str() : std::string()), w);
     if (path.empty()) return {};
     if (s.name_file_gone()) {
         m_unlink_later.push_back(path);
@@ -218,9 +258,10 @@ Result<void> Restorer::bind_name(int fd, const fb::UnixSocket& s) {
     return {};
 }
 
-Result<void> Restorer::connect_by_name(int fd, const std::string& name, const std::string& what) {
+Result<void> Restorer::connect_by_name(int fd, const std::string& name, const std::string& dir,
+                                       const std::string& what) {
     sockaddr_un addr{};
-    socklen_t len = make_addr(name, addr);
+    socklen_t len = make_addr(is_relative(name) ? fs_path(name, dir) : name, addr);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
         return Error::from_errno(
             strf("%s: connect to %s", what.c_str(), printable_name(name).c_str()));
@@ -244,25 +285,26 @@ Result<void> Restorer::create_listeners() {
 Result<std::pair<UniqueFd, UniqueFd>> Restorer::connect_through_listener(
     const fb::UnixSocket& server, const fb::UnixSocket* client) {
     std::string name = bytes(server.name());
+    std::string dir = server.name_dir() ? server.name_dir()->str() : std::string();
     std::string w = where(server);
     int lfd = -1;
     for (auto& [ino, l] : m_live)
         if (l.img->state() == k_listen && l.fd && l.img->type() == server.type() &&
-            bytes(l.img->name()) == name)
+            bytes(l.img->name()) == name && fs_path(*l.img) == fs_path(server))
             lfd = l.fd.get();
     UniqueFd stand_in;
     TempName temp;
     if (lfd < 0) {
         stand_in = CR_TRY(make_socket(server.type()));
         if (is_path(name))
-            CR_TRY_CTX(check_not_live(m_diag, name.c_str()), w + ": its listener's name");
-        CR_TRY_CTX(temp.bind(stand_in.get(), name, server.ino()), w);
+            CR_TRY_CTX(check_not_live(m_diag, fs_path(server)), w + ": its listener's name");
+        CR_TRY_CTX(temp.bind(stand_in.get(), name, dir, server.ino()), w);
         if (::listen(stand_in.get(), 1) != 0) return Error::from_errno(w + ": listen");
         lfd = stand_in.get();
     }
     UniqueFd c = CR_TRY(make_socket(server.type()));
     if (client) CR_TRY(bind_name(c.get(), *client));
-    CR_TRY(connect_by_name(c.get(), name, w));
+    CR_TRY(connect_by_name(c.get(), name, dir, w));
     UniqueFd s(::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
     if (!s) return Error::from_errno(w + ": accept");
     return std::pair<UniqueFd, UniqueFd>{std::move(c), std::move(s)};
@@ -306,8 +348,8 @@ Result<void> Restorer::create_others() {
             l.fd = CR_TRY(new_socket(s));
             CR_TRY(bind_name(l.fd.get(), s));
             if (!ext.empty() && s.type() != SOCK_DGRAM)
-                CR_TRY(
-                    connect_by_name(l.fd.get(), ext, where(s) + ": external peer (--ext-unix-sk)"));
+                CR_TRY(connect_by_name(l.fd.get(), ext, "",
+                                       where(s) + ": external peer (--ext-unix-sk)"));
             l.deferred_connect = s.type() == SOCK_DGRAM && (peer || !ext.empty());
             continue;
         }
@@ -330,7 +372,8 @@ Result<void> Restorer::create_pending() {
             CR_TRY(bind_name(c.get(), *client.img));
             if (::fcntl(c.get(), F_SETFL, O_NONBLOCK) != 0)
                 return Error::from_errno("fcntl F_SETFL");
-            CR_TRY(connect_by_name(c.get(), name, where(*client.img)));
+            CR_TRY(connect_by_name(c.get(), name, s.name_dir() ? s.name_dir()->str() : "",
+                                   where(*client.img)));
             client.fd = std::move(c);
         }
     }
@@ -365,7 +408,7 @@ Result<void> Restorer::fill(Live& r) {
     const fb::UnixSocket& s = *r.img;
     if (!s.queue()) return {};
     std::string w = where(s);
-    std::string rname = bytes(s.name());
+    std::string rname = is_relative(bytes(s.name())) ? fs_path(s) : bytes(s.name());  // sent to
     Live* peer = s.peer() ? find(s.peer()) : nullptr;
     // What waits in r's queue is charged to its senders' send buffers: room for all of it (and
     // the kernel's overhead per buffer) while it goes back; apply_options sets the real sizes.
@@ -422,7 +465,8 @@ Result<void> Restorer::fill(Live& r) {
                 if (is_path(sender))
                     CR_TRY_CTX(check_not_live(m_diag, sender.c_str()), what + ": its sender");
                 if (!sender.empty())
-                    CR_TRY_CTX(temp_name.bind(temp.get(), sender, s.ino()), what + ": its sender");
+                    CR_TRY_CTX(temp_name.bind(temp.get(), sender, "", s.ino()),
+                               what + ": its sender");
                 via = temp.get();
             }
         }
@@ -455,9 +499,12 @@ Result<void> Restorer::finish() {
         const fb::UnixSocket& s = *l.img;
         if (l.deferred_connect) {
             std::string ext = bytes(s.external_peer());
-            std::string to = ext.empty() ? bytes(find(s.peer())->img->name()) : ext;
-            CR_TRY(connect_by_name(
-                l.fd.get(), to, where(s) + (ext.empty() ? "" : ": external peer (--ext-unix-sk)")));
+            const fb::UnixSocket* peer = ext.empty() ? find(s.peer())->img : nullptr;
+            std::string to = peer ? bytes(peer->name()) : ext;
+            std::string dir = peer && peer->name_dir() ? peer->name_dir()->str() : std::string();
+            CR_TRY(
+                connect_by_name(l.fd.get(), to, dir,
+                                where(s) + (ext.empty() ? "" : ": external peer (--ext-unix-sk)")));
         }
         unsigned bits = s.shutdown() & 3u;
         if (l.fd && bits && ::shutdown(l.fd.get(), static_cast<int>(bits) - 1) != 0 &&

@@ -31,6 +31,7 @@ struct SocketRecord {
     DiagSocket diag;
     uint32_t flags = 0;
     bool name_file_gone = false;
+    std::string name_dir;  // a relative path name: the directory it is relative to
     uint32_t file_mode = 0, file_uid = 0, file_gid = 0;
     bool peer_closed = false;
     bool accepted = false;
@@ -99,7 +100,8 @@ private:
     Result<void> create_pair(Live& a, Live* b);
     Result<UniqueFd> new_socket(const fb::UnixSocket& s);
     Result<void> bind_name(int fd, const fb::UnixSocket& s);
-    Result<void> connect_by_name(int fd, const std::string& name, const std::string& what);
+    Result<void> connect_by_name(int fd, const std::string& name, const std::string& dir,
+                                 const std::string& what);
     Result<std::pair<UniqueFd, UniqueFd>> connect_through_listener(const fb::UnixSocket& server,
                                                                    const fb::UnixSocket* client);
     Result<void> fill(Live& r);
