@@ -473,6 +473,19 @@ Result<void> Tracer::release(const std::set<pid_t>& stopped) {
     }
     m_threads.clear();
     m_tasks.clear();
+    // The stop itself happens once the task is next scheduled: wait for it, so that whoever is
+    // told "the tree runs" never sees a task that should be stopped in state R.
+    for (pid_t pid : stopped) {
+        for (int waited_ms = 0;; ++waited_ms) {
+            auto st = proc::read_stat(pid);
+            if (!st || st->state == 'T' || st->state == 'Z' || st->state == 'X') break;
+            if (waited_ms == 5000) {
+                m_log.warn(k_tag, strf("pid %d: not stopped 5 s after its SIGSTOP (state %c)", pid, st->state));
+                break;
+            }
+            ::usleep(1000);
+        }
+    }
     return {};
 }
 
