@@ -93,6 +93,16 @@ static void setup_memory(void) {
         wl_fill_bytes(g_wl.priv + off, WL_PRIV_COW_LEN, k_seed_priv_cow, off);
     }
 
+    /* Transparent huge pages: a region the task asked to have in 2 MiB pages. */
+    uint8_t* raw = mmap(NULL, WL_HUGE_SIZE + WL_HUGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) wl_die("wl_mixed", "mmap huge");
+    uint8_t* huge = (uint8_t*)(((uintptr_t)raw + WL_HUGE_ALIGN - 1) & ~(uintptr_t)(WL_HUGE_ALIGN - 1));
+    if (huge > raw) munmap(raw, (size_t)(huge - raw));
+    munmap(huge + WL_HUGE_SIZE, (size_t)(raw + WL_HUGE_SIZE + WL_HUGE_ALIGN - (huge + WL_HUGE_SIZE)));
+    if (madvise(huge, WL_HUGE_SIZE, MADV_HUGEPAGE) != 0) wl_die("wl_mixed", "madvise(MADV_HUGEPAGE)");
+    wl_fill_bytes(huge, WL_HUGE_SIZE, k_seed_huge, 0);
+    g_wl.huge = huge;
+
     g_wl.shared = map_file("shared.dat", WL_SHARED_SIZE, 1, 0);
     for (size_t page = 0; page < WL_SHARED_SIZE / WL_PAGE; ++page)
         if (wl_shared_written(page))

@@ -15,6 +15,8 @@
 #define WL_RO_SIZE (1u << 20) /* tail of the anonymous region, made read-only after filling */
 #define WL_PRIV_SIZE (1u << 20)
 #define WL_SHARED_SIZE (256u << 10)
+#define WL_HUGE_SIZE (8u << 20) /* 2 MiB aligned, MADV_HUGEPAGE, every byte a pattern */
+#define WL_HUGE_ALIGN (2u << 20)
 #define WL_PIPE_BYTES 3000u
 #define WL_THREADS 4
 #define WL_POS_FILE_SIZE 10000u
@@ -23,7 +25,7 @@
 
 /* Pattern seeds, one per object, so data put in the wrong object cannot match. */
 enum { k_seed_anon = 1, k_seed_priv_file = 2, k_seed_priv_cow = 3, k_seed_shared = 4,
-       k_seed_pipe = 5, k_seed_pos = 6 };
+       k_seed_pipe = 5, k_seed_pos = 6, k_seed_huge = 7 };
 
 /* Anonymous page classes, derived from the page index. */
 enum wl_page_class { k_page_pattern, k_page_untouched, k_page_zeroed };
@@ -52,6 +54,7 @@ struct wl_mixed {
     uint8_t* anon;
     uint8_t* priv;
     uint8_t* shared;
+    uint8_t* huge;
     int pos_fd;
     int pipe_wr;
     pid_t child;

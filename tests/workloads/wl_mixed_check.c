@@ -69,6 +69,36 @@ static unsigned check_anon_protection(const uint8_t* anon) {
     return 0;
 }
 
+/* The huge page region: every byte, and the MADV_HUGEPAGE advice ("hg" in VmFlags). */
+static unsigned check_huge(const uint8_t* huge) {
+    struct report r = {"huge page memory", 0};
+    for (size_t off = 0; off < WL_HUGE_SIZE; off += WL_PAGE) {
+        uint8_t want[WL_PAGE];
+        wl_fill_bytes(want, WL_PAGE, k_seed_huge, off);
+        if (memcmp(huge + off, want, WL_PAGE) == 0) continue;
+        for (size_t i = 0; i < WL_PAGE; ++i)
+            if (huge[off + i] != want[i]) differ(&r, off + i, want[i], huge[off + i]);
+    }
+    unsigned bad = finish(&r);
+    FILE* f = fopen("/proc/self/smaps", "re");
+    if (!f) return bad + mismatch("huge page memory", "cannot open /proc/self/smaps: %s", strerror(errno));
+    char line[512];
+    int in_region = 0, advised = -1;
+    unsigned long start, end;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2) { /* a mapping's first line */
+            in_region = start <= (uintptr_t)huge && (uintptr_t)huge < end;
+            continue;
+        }
+        if (in_region && strncmp(line, "VmFlags:", 8) == 0) advised = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    if (advised != 1)
+        bad += mismatch("huge page memory", "MADV_HUGEPAGE advice (VmFlags hg) at %p: %s", (void*)huge,
+                        advised < 0 ? "mapping not found" : "lost");
+    return bad;
+}
+
 static unsigned read_whole(const char* name, uint8_t* buf, size_t size) {
     char path[PATH_MAX];
     wl_path(path, sizeof path, g_wl.dir, name);
@@ -245,6 +275,7 @@ unsigned wl_check_all(struct wl_mixed* wl) {
     if (getpid() != wl->pid) bad += mismatch("pid", "expected %d, found %d", wl->pid, getpid());
     bad += check_anon(wl->anon);
     bad += check_anon_protection(wl->anon);
+    bad += check_huge(wl->huge);
     bad += check_private(wl->priv);
     bad += check_shared(wl->shared);
     bad += check_threads(wl);
