@@ -49,21 +49,20 @@ Result<void> install_fds(const StubPlan& plan, const StubTask& t) {
         if (::dup3(f.from, f.fd, f.cloexec ? O_CLOEXEC : 0) < 0)
             return Error::from_errno(strf("dup3 to fd %d", f.fd));
     }
-    // Close everything else, except cr's own descriptors above min_private_fd (log, report).
+    // Close everything else but cr's report pipe and log: the open file descriptions handed
+    // down from the controller, and whatever else the controller held when it forked (handlers
+    // may keep descriptors until post_restore, at any number), must not live on in the task.
     std::vector<int> keep;
     for (const StubFd& f : t.fds) keep.push_back(f.fd);
+    keep.push_back(plan.report_fd);
+    if (plan.log_fd >= 0) keep.push_back(plan.log_fd);
     std::sort(keep.begin(), keep.end());
     int next = 0;
     for (int k : keep) {
         if (k > next) ::syscall(SYS_close_range, next, k - 1, 0);
-        next = k + 1;
+        next = std::max(next, k + 1);
     }
-    int limit = plan.min_private_fd;
-    if (next < limit) ::syscall(SYS_close_range, next, limit - 1, 0);
-    // The report pipe and the log sit at min_private_fd and just above; the open file
-    // descriptions handed down from the controller are above both and go now.
-    int top = std::max(plan.report_fd, plan.log_fd);
-    ::syscall(SYS_close_range, top + 1, ~0U, 0);
+    ::syscall(SYS_close_range, next, ~0U, 0);
     return {};
 }
 
