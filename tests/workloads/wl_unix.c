@@ -313,6 +313,22 @@ static void expect_creds(int fd, pid_t pid, const char* what) {
              (unsigned)u.uid, (unsigned)u.gid, (int)pid);
 }
 
+/* The descriptors this process holds, as "3 4 7 ...": the same list must come back, no more. */
+static void fd_list(char* out, size_t size) {
+    size_t len = 0;
+    out[0] = 0;
+    for (int fd = 0; fd < 1024 && len + 8 < size; ++fd)
+        if (fcntl(fd, F_GETFD) >= 0) len += (size_t)snprintf(out + len, size - len, "%d ", fd);
+}
+
+static char g_fds[4096]; /* of this process, at the dump */
+
+static void check_fd_list(const char* who) {
+    char now[sizeof g_fds];
+    fd_list(now, sizeof now);
+    WL_CHECK(strcmp(now, g_fds) == 0, "%s: descriptors %s, expected %s", who, now, g_fds);
+}
+
 static int same_file(pid_t p1, int fd1, pid_t p2, int fd2) {
     return syscall(SYS_kcmp, p1, p2, KCMP_FILE, fd1, fd2) == 0;
 }
@@ -322,8 +338,10 @@ static int same_file(pid_t p1, int fd1, pid_t p2, int fd2) {
 static int child_main(int sync_w) {
     uint8_t one = 1;
     if (send(g.cred_w, "from-child", 10, 0) != 10) wl_die("wl_unix", "send credentials");
+    fd_list(g_fds, sizeof g_fds); /* before the parent can say it is ready */
     if (write(sync_w, &one, 1) != 1) wl_die("wl_unix", "sync");
     wl_wait_for("child-go"); /* the parent has compared its descriptors with ours */
+    check_fd_list("child");
     expect_stream(g.sp_b, N_SP_AB, k_seed_sp_ab, 0, "child: stream pair, queued to the child");
     expect_empty(g.sp_b, "child: stream pair");
     send_pattern(g.sp_b, 100, k_seed_sp_ba, N_SP_BA);
@@ -487,6 +505,7 @@ static void setup(void) {
 }
 
 static void check(void) {
+    check_fd_list("parent");
     WL_CHECK(same_file(getpid(), g.sp_a, getpid(), g.sp_a_dup),
              "stream pair: the dup is another file");
     WL_CHECK(same_file(getpid(), g.pend2, g.child, g.pend2),
@@ -732,6 +751,7 @@ int main(int argc, char** argv) {
     int self_test = wl_start(argc, argv, "wl_unix");
     signal(SIGPIPE, SIG_IGN);
     setup();
+    fd_list(g_fds, sizeof g_fds);
     wl_ready_then_wait(self_test);
     if (g_wl_corrupt) {
         char lost;
