@@ -17,7 +17,8 @@
  *   - a stream listener bound at a relative path (rel.sock, from DIR, the working directory) with
  *     an accepted and a pending connection;
  *   - SO_RCVBUF, SO_SNDBUF, SO_PEEK_OFF, O_NONBLOCK; an 80 MiB queue.
- * Writes DIR/ready, waits for DIR/go, checks every byte, name and property, writes DIR/result
+ * Writes DIR/ready, waits for DIR/go, checks every byte, name and property (and that each process
+ * holds exactly the descriptors it had, no more), writes DIR/result
  * and exits 0 ("wl_unix: ok") or 1 with each difference on stderr.
  *
  * --unsupported KIND: a socket cr must refuse, then hold (see wl_hold):
