@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cr/sdk/image.hpp>
+#include <cr/sdk/proc.hpp>
 #include <optional>
 
 #include "unix.hpp"
@@ -46,19 +47,14 @@ std::string holder_of(uint64_t ino) {
 }
 
 std::optional<std::string> cwd_of(pid_t pid) {
-    char link[4096];
-    ssize_t n = ::readlink(strf("/proc/%d/cwd", pid).c_str(), link, sizeof link - 1);
-    if (n <= 0) return std::nullopt;
-    link[n] = 0;
-    return std::string(link);
+    auto cwd = sdk::read_link(strf("/proc/%d/cwd", pid));
+    if (!cwd) return std::nullopt;
+    return *cwd;
 }
 
 std::string describe_fd(int fd) {
-    char link[256];
-    ssize_t n = ::readlink(strf("/proc/self/fd/%d", fd).c_str(), link, sizeof link - 1);
-    if (n <= 0) return "an unknown file";
-    link[n] = 0;
-    return link;
+    auto link = sdk::read_link(strf("/proc/self/fd/%d", fd));
+    return link ? *link : "an unknown file";
 }
 
 }  // namespace
