@@ -3,10 +3,11 @@
 # listening on a unix stream socket with a connection from each of 8 clients that stream
 # checksummed, numbered records and get each one acknowledged, a logger child fed through 9
 # pipes, an epoll instance in every task). Each cycle: dump, wait for the PIDs to be free,
-# restore -d with the same PIDs, see that no counter of any task went back and that every one
-# of them moves on. After the last cycle the workload drains every stream and checks it: a byte
-# lost or sent twice anywhere, or a task that does not exit 0, fails the test. Prints the wall
-# time of each dump and restore, and their medians (ctest -V shows them).
+# restore -d with the same PIDs, see that every task holds the descriptors it held at the dump
+# and no others, that no counter of any task went back and that every one of them moves on.
+# After the last cycle the workload drains every stream and checks it: a byte lost or sent twice
+# anywhere, or a task that does not exit 0, fails the test. Prints the wall time of each dump
+# and restore, and their medians (ctest -V shows them).
 source "$(dirname "$0")/lib.sh"
 
 cycles=${CR_TEST_CYCLES:-20}
@@ -58,6 +59,15 @@ wait_advance() { # CYCLE FROM
     done
 }
 
+# Every open descriptor of every task: "PID FD TARGET" with the inode numbers of pipes and
+# sockets left out, so that a restored descriptor compares equal to the one dumped.
+fd_table() {
+    local p
+    for p in $ids; do
+        find "/proc/$p/fd" -mindepth 1 -printf "$p %f %l\n" 2>/dev/null || true
+    done | sed 's/:\[[0-9]*\]$//' | sort
+}
+
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -69,6 +79,7 @@ for ((i = 1; i <= cycles; i++)); do
     img=$T/img-$i
     SHOW_ON_FAIL=("$T/wl.log" "$img/dump.log" "$img/restore.log")
     before=$(counters)
+    fds_before=$(fd_table)
     t0=$(now_ms)
     cr_capture dump -t "$pid" -D "$img"
     t1=$(now_ms)
@@ -84,6 +95,10 @@ for ((i = 1; i <= cycles; i++)); do
     done
     now_ids=$(tree_ids "$pid" | sort -n)
     [[ $now_ids == "$ids" ]] || fail "cycle $i: the restored tree holds ${now_ids//$'\n'/ }, expected ${ids//$'\n'/ }"
+    fds_after=$(fd_table)
+    fd_diff=$({ diff <(printf '%s\n' "$fds_before") <(printf '%s\n' "$fds_after") || true; } |
+        sed -n 's/^< \(.*\)/\1 gone/p; s/^> \(.*\)/\1 appeared/p')
+    [[ -z $fd_diff ]] || fail "cycle $i: the restored tasks' descriptors differ from the dumped ones (pid fd target): ${fd_diff//$'\n'/; }"
     after=$(counters)
     back=$(unmet "$before" "$after" ge)
     [[ -z $back ]] || fail "cycle $i: counters went back after the restore: ${back//$'\n'/; }"
