@@ -145,9 +145,13 @@ void kill_stubs(pid_t root) {
     }
 }
 
-Result<void> prepare_stub(Tracer& tracer, const StubTask& t, Log& log) {
+Result<void> prepare_stub(Tracer& tracer, const StubPlan& plan, const StubTask& t, Log& log) {
     if (!CR_TRY(tracer.seize(t.pid, t.pid))) return Error(strf("pid %d: stub vanished", t.pid));
     tracer.set_stub(t.pid, t.stub_area, t.stub_area + 4096, k_stub_size - 4096);
+    // The stub closes cr's report pipe and log after its report, but the seize may come first:
+    // close them here, whichever happened (EBADF when the stub got there).
+    for (int fd : {plan.report_fd, plan.log_fd})
+        if (fd >= 0) CR_TRY(tracer.syscall(t.pid, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}));
     CR_TRY(tracer.syscall_checked(t.pid, SYS_prctl, "prctl(PR_SET_PDEATHSIG)", {PR_SET_PDEATHSIG, 0, 0, 0, 0, 0}));
     // The stub inherited cr's rseq registration; its memory is about to go away.
     cr_rseq_configuration rseq{};
@@ -267,7 +271,7 @@ Result<RestoreReport> run_restore(const RestoreOptions& opt, Log& log) {
 
     CR_TRY(wait_ready(report_read.get(), plan.tasks.size(), log));
     log.info(k_tag, strf("%zu stub(s) ready in %.3f s", plan.tasks.size(), log.elapsed() - t_fork));
-    for (const StubTask& s : plan.tasks) CR_TRY(prepare_stub(tracer, s, log));
+    for (const StubTask& s : plan.tasks) CR_TRY(prepare_stub(tracer, plan, s, log));
     CR_TRY(settle_tree(tracer, plan, tree, log));
     for (const TaskRecord& t : host.tasks) CR_TRY(drain_signals(tracer, t.pid));
     for (const TaskRecord& t : host.tasks) {
