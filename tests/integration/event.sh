@@ -6,26 +6,14 @@
 source "$(dirname "$0")/lib.sh"
 
 case_roundtrip() {
-    local wl=$T/wl img=$T/img pid ids rpid rc=0
+    local wl=$T/wl img=$T/img pid ids
     mkdir -p "$wl"
     pid=$(cr_run "$T/wl.log" "$WL_DIR/wl_event" "$wl")
     SHOW_ON_FAIL=("$T/wl.log" "$img/dump.log" "$img/restore.log" "$T/restore.err")
     wait_file "$wl/ready" 30
-    ids=$(tree_ids "$pid")
-    cr_capture dump -t "$pid" -D "$img"
-    [[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
-    wait_gone $ids
-    wait_pid_free $ids
+    dump_and_free "$pid" "$img"
 
-    timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-    rpid=$!
-    track "$rpid" timeout
-    touch "$wl/go"
-    wait "$rpid" || rc=$?
-    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 60 s"
-    [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-    grep -q '^wl_event: ok$' "$T/wl.log" || fail "no 'wl_event: ok' in the workload's log"
-    [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+    restore_and_check wl_event "$wl" "$img" "$T/wl.log"
 }
 
 # A dump that must fail naming pid, fd and what is wrong; the target runs on, untraced.

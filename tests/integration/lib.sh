@@ -285,6 +285,31 @@ start_loop() { # DIR
 }
 
 # Starts a workload detached through `cr run`; prints its PID.
+# Dumps the tree of PID into IMG and waits until every id of the tree is free again. Sets ids
+# (in the caller's scope, local there or not) to those ids, for later waits.
+dump_and_free() { # PID IMG
+    ids=$(tree_ids "$1")
+    cr_capture dump -t "$1" -D "$2"
+    [[ $CR_RC -eq 0 ]] || fail "cr dump -t $1 failed ($CR_RC): $CR_ERR"
+    wait_gone $ids
+    wait_pid_free $ids
+}
+
+# Restores IMG without -d (cr's exit status is then the workload's), tells the workload in WL to
+# check itself (WL/go) and requires its verdict: "NAME: ok" in LOG and "ok" in WL/result.
+restore_and_check() { # NAME WL IMG LOG
+    local name=$1 wl=$2 img=$3 logf=$4 rpid rc=0
+    timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
+    rpid=$!
+    track "$rpid" timeout
+    touch "$wl/go"
+    wait "$rpid" || rc=$?
+    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 60 s"
+    [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
+    grep -q "^$name: ok\$" "$logf" || fail "no '$name: ok' in the workload's log"
+    [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+}
+
 cr_run() { # LOG CMD ARGS...
     local logf=$1 pid
     shift

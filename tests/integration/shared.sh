@@ -16,11 +16,7 @@ wait_file "$wl/ready" 30
 rm "$T/bin/wl_shared"
 exe=$(readlink "/proc/$pid/exe")
 [[ $exe == "$T/bin/wl_shared (deleted)" ]] || fail "executable of $pid reads '$exe'"
-ids=$(tree_ids "$pid")
-cr_capture dump -t "$pid" -D "$img"
-[[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
-wait_gone $ids
-wait_pid_free $ids
+dump_and_free "$pid" "$img"
 
 timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
 rpid=$!

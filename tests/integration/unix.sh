@@ -16,11 +16,7 @@ case_round_trip() {
     pid=$(cr_run "$T/wl.log" "$WL_DIR/wl_unix" "$wl")
     SHOW_ON_FAIL=("$T/wl.log" "$img/dump.log" "$img/restore.log" "$T/restore.err")
     wait_file "$wl/ready" 30
-    ids=$(tree_ids "$pid")
-    cr_capture dump -t "$pid" -D "$img"
-    [[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
-    wait_gone $ids
-    wait_pid_free $ids
+    dump_and_free "$pid" "$img"
 
 
     timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
