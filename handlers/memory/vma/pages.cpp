@@ -1,6 +1,8 @@
 #include "pages.hpp"
 
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -31,6 +33,16 @@ bool page_is_zero(const uint8_t* p) {
     return acc == 0;
 }
 
+// The calling thread may be pinned to the dumped task's CPU (the core does that for fast remote
+// system calls) and new threads inherit that: the copy threads may run on every CPU instead.
+void unpin_this_thread() {
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    int n = ::get_nprocs_conf();
+    for (int cpu = 0; cpu < n && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &all);
+    ::sched_setaffinity(0, sizeof all, &all);  // the kernel keeps what the cpuset allows
+}
+
 }  // namespace
 
 PageCopier::PageCopier(const sdk::Context& ctx, pid_t pid, int mem, int out, std::string file, bool gone_ok)
@@ -47,8 +59,14 @@ PageCopier::PageCopier(const sdk::Context& ctx, pid_t pid, int mem, int out, std
         m_buffers[i].data = m_arena + i * k_buffer_size;
         m_free.push_back(&m_buffers[i]);
     }
-    m_writer = std::thread([this] { worker_main(false); });
-    m_hasher = std::thread([this] { worker_main(true); });
+    m_writer = std::thread([this] {
+        unpin_this_thread();
+        worker_main(false);
+    });
+    m_hasher = std::thread([this] {
+        unpin_this_thread();
+        worker_main(true);
+    });
 }
 
 PageCopier::~PageCopier() {
