@@ -37,19 +37,8 @@ start_sleeper() { # NAME
     echo "$pid"
 }
 
-# Tells the workload to check itself once cr restore has let every thread go: a workload that
-# checks and exits at once must not race the release of its own threads.
-release_then_go() { # IMG WL
-    local deadline=$((SECONDS + 60))
-    until grep -q 'tree running again' "$1/restore.log" 2>/dev/null; do
-        ((SECONDS < deadline)) || break
-        sleep 0.05
-    done
-    touch "$2/go"
-}
-
 case_round_trip() {
-    local wl=$T/wl img=$T/img pid ids rpid rc=0
+    local wl=$T/wl img=$T/img pid ids rpid
     mkdir -p "$wl"
     chmod 777 "$wl"
     pid=$(cr_run "$T/wl.log" "$WL_DIR/wl_creds" "$wl")
@@ -62,15 +51,9 @@ case_round_trip() {
     [[ $CR_RC -eq 0 ]] || fail "cr dump -t $pid failed ($CR_RC): $CR_ERR"
     wait_gone $ids
     wait_pid_free $ids
-    timeout -k 5 180 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-    rpid=$!
-    track "$rpid" timeout
+    restore_start "$img" 180
     release_then_go "$img" "$wl"
-    wait "$rpid" || rc=$?
-    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 180 s"
-    [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-    grep -q '^wl_creds: ok$' "$T/wl.log" || fail "no 'wl_creds: ok' in the workload's log"
-    [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+    restore_finish wl_creds "$wl" "$img" "$T/wl.log" 180
 }
 
 # A failed dump: one line naming the process and the part, no image, the target runs on.

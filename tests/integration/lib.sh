@@ -295,19 +295,48 @@ dump_and_free() { # PID IMG
     wait_pid_free $ids
 }
 
-# Restores IMG without -d (cr's exit status is then the workload's), tells the workload in WL to
-# check itself (WL/go) and requires its verdict: "NAME: ok" in LOG and "ok" in WL/result.
-restore_and_check() { # NAME WL IMG LOG
-    local name=$1 wl=$2 img=$3 logf=$4 rpid rc=0
-    timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
+# A restore without -d (cr's exit status is then the workload's) in three steps, for tests that
+# tell the workload to go their own way: restore_start runs cr restore -D IMG in the background
+# under a TIMEOUT and sets rpid (in the caller's scope); restore_finish waits for it and requires
+# the workload's verdict: "NAME: ok" in LOG and "ok" in WL/result.
+restore_start() { # IMG TIMEOUT
+    timeout -k 5 "$2" "$CR" restore -D "$1" >"$T/restore.out" 2>"$T/restore.err" &
     rpid=$!
     track "$rpid" timeout
-    touch "$wl/go"
+}
+restore_finish() { # NAME WL IMG LOG TIMEOUT
+    local name=$1 wl=$2 img=$3 logf=$4 rc=0
     wait "$rpid" || rc=$?
-    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 60 s"
+    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within $5 s"
     [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
     grep -q "^$name: ok\$" "$logf" || fail "no '$name: ok' in the workload's log"
     [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+}
+
+# Tells the workload in WL to check itself once cr restore has let every thread go: a workload
+# that checks and exits at once must not race the release of its own threads.
+release_then_go() { # IMG WL
+    local deadline=$((SECONDS + 60))
+    until grep -q 'tree running again' "$1/restore.log" 2>/dev/null; do
+        ((SECONDS < deadline)) || break
+        sleep 0.05
+    done
+    touch "$2/go"
+}
+
+# The common case: restore, tell the workload to check itself at once, require its verdict.
+restore_and_check() { # NAME WL IMG LOG [TIMEOUT]
+    local rpid timeout=${5:-60}
+    restore_start "$3" "$timeout"
+    touch "$2/go"
+    restore_finish "$1" "$2" "$3" "$4" "$timeout"
+}
+
+# cr's own restore time (from its start until the tree runs), from IMG/restore.log.
+restore_seconds() { # IMG
+    local s
+    s=$(sed -n 's/.*tree running again, root pid [0-9]*, \([0-9.]*\) s$/\1 s/p' "$1/restore.log")
+    echo "${s:-unknown (no 'tree running again' in restore.log)}"
 }
 
 cr_run() { # LOG CMD ARGS...

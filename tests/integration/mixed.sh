@@ -20,14 +20,5 @@ wait_gone $ids
 [[ ! -e $wl/result ]] || fail "wl_mixed wrote a result before go"
 wait_pid_free $ids
 
-timeout -k 5 180 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-rpid=$!
-track "$rpid" timeout
-touch "$wl/go"
-rc=0
-wait "$rpid" || rc=$?
-((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 180 s"
-[[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-grep -q '^wl_mixed: ok$' "$T/wl.log" || fail "no 'wl_mixed: ok' in the workload's log"
-[[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+restore_and_check wl_mixed "$wl" "$img" "$T/wl.log" 180
 log "ok: wl_mixed restored and checked itself"

@@ -18,9 +18,7 @@ exe=$(readlink "/proc/$pid/exe")
 [[ $exe == "$T/bin/wl_shared (deleted)" ]] || fail "executable of $pid reads '$exe'"
 dump_and_free "$pid" "$img"
 
-timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-rpid=$!
-track "$rpid" timeout
+restore_start "$img" 60
 # The restore stubs are cr until their transplant: wait for the workload's own executable.
 for _ in $(seq 200); do
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
@@ -29,10 +27,5 @@ for _ in $(seq 200); do
 done
 [[ $exe == "$T/bin/wl_shared (deleted)" ]] || fail "restored executable of $pid reads '$exe'"
 touch "$wl/go"
-rc=0
-wait "$rpid" || rc=$?
-((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 60 s"
-[[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-grep -q '^wl_shared: ok$' "$T/wl.log" || fail "no 'wl_shared: ok' in the workload's log"
-[[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+restore_finish wl_shared "$wl" "$img" "$T/wl.log" 60
 log "ok: shared and deleted-file mappings restored, still shared"

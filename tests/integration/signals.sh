@@ -22,14 +22,5 @@ wait_gone "${ids[@]}"
 [[ ! -e $wl/result ]] || fail "wl_signals wrote a result before go"
 wait_pid_free "${ids[@]}"
 
-timeout -k 5 120 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-rpid=$!
-track "$rpid" timeout
-touch "$wl/go"
-rc=0
-wait "$rpid" || rc=$?
-((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 120 s"
-[[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-grep -q '^wl_signals: ok$' "$T/wl.log" || fail "no 'wl_signals: ok' in the workload's log"
-[[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+restore_and_check wl_signals "$wl" "$img" "$T/wl.log" 120
 log "ok: wl_signals restored and checked itself"

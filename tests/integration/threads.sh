@@ -28,19 +28,7 @@ wait_gone "${ids[@]}"
 [[ ! -e $wl/result ]] || fail "wl_threads wrote a result before go"
 wait_ids_free "${ids[@]}"
 
-timeout -k 5 120 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-rpid=$!
-track "$rpid" timeout
-touch "$wl/go"
-rc=0
-wait "$rpid" || rc=$?
-# cr's own figure: from its start until the tree runs (the workload's check is not counted).
-restore_s=$(sed -n 's/.*tree running again, root pid [0-9]*, \([0-9.]*\) s$/\1 s/p' "$img/restore.log")
-[[ -n $restore_s ]] || restore_s="unknown (no 'tree running again' in restore.log)"
-echo "threads: dump $(elapsed "$t0" "$t1") s, restore $restore_s ($nthreads threads)"
-((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 120 s"
-[[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-grep -q '^wl_threads: ok$' "$T/wl.log" || fail "no 'wl_threads: ok' in the workload's log"
-[[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
-grep '^wl_threads: after EINTR' "$T/wl.log" >&2 || true
+restore_and_check wl_threads "$wl" "$img" "$T/wl.log" 120
+echo "threads: dump $(elapsed "$t0" "$t1") s, restore $(restore_seconds "$img") ($nthreads threads)"
+grep '^wl_threads: .*after EINTR' "$T/wl.log" >&2 || true
 log "ok: $nthreads threads restored, woken and checked"

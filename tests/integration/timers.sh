@@ -23,17 +23,6 @@ cr_capture decode "$T/img-leave/timers.cr"
 assert_contains "$CR_OUT" '"overrun": 5' "cr decode timers.cr"
 assert_contains "$CR_OUT" '"pending": true' "cr decode timers.cr"
 
-# Tells the workload to check itself once cr restore has let every thread go: a workload that
-# checks and exits at once must not race the release of its own threads.
-release_then_go() { # IMG WL
-    local deadline=$((SECONDS + 60))
-    until grep -q 'tree running again' "$1/restore.log" 2>/dev/null; do
-        ((SECONDS < deadline)) || break
-        sleep 0.05
-    done
-    touch "$2/go"
-}
-
 ids=$(tree_ids "$pid")
 log "dumping wl_timers $pid (ids: $(echo $ids))"
 cr_capture dump -t "$pid" -D "$img"
@@ -42,14 +31,7 @@ wait_gone $ids
 [[ ! -e $wl/result ]] || fail "wl_timers wrote a result before go"
 wait_pid_free $ids
 
-timeout -k 5 180 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-rpid=$!
-track "$rpid" timeout
+restore_start "$img" 180
 release_then_go "$img" "$wl"
-rc=0
-wait "$rpid" || rc=$?
-((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 180 s"
-[[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-grep -q '^wl_timers: ok$' "$T/wl.log" || fail "no 'wl_timers: ok' in the workload's log"
-[[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+restore_finish wl_timers "$wl" "$img" "$T/wl.log" 180
 log "ok: wl_timers restored and checked itself"

@@ -31,18 +31,6 @@ wait_gone "${live[@]}"
 [[ ! -e $wl/result ]] || fail "wl_tree wrote a result before go"
 wait_ids_free "${all[@]}"
 
-timeout -k 5 120 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-rpid=$!
-track "$rpid" timeout
-touch "$wl/go"
-rc=0
-wait "$rpid" || rc=$?
-# cr's own figure: from its start until the tree runs (the workload's check is not counted).
-restore_s=$(sed -n 's/.*tree running again, root pid [0-9]*, \([0-9.]*\) s$/\1 s/p' "$img/restore.log")
-[[ -n $restore_s ]] || restore_s="unknown (no 'tree running again' in restore.log)"
-echo "tree: dump $(elapsed "$t0" "$t1") s, restore $restore_s ($ntasks tasks)"
-((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 120 s"
-[[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-grep -q '^wl_tree: ok$' "$T/wl.log" || fail "no 'wl_tree: ok' in the workload's log"
-[[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+restore_and_check wl_tree "$wl" "$img" "$T/wl.log" 120
+echo "tree: dump $(elapsed "$t0" "$t1") s, restore $(restore_seconds "$img") ($ntasks tasks)"
 log "ok: the tree of $ntasks tasks was restored and checked itself"

@@ -11,24 +11,17 @@
 source "$(dirname "$0")/lib.sh"
 
 case_round_trip() {
-    local wl=$T/wl img=$T/img ids pid rpid rc=0
+    local wl=$T/wl img=$T/img ids pid rpid
     mkdir -p "$wl"
     pid=$(cr_run "$T/wl.log" "$WL_DIR/wl_unix" "$wl")
     SHOW_ON_FAIL=("$T/wl.log" "$img/dump.log" "$img/restore.log" "$T/restore.err")
     wait_file "$wl/ready" 30
     dump_and_free "$pid" "$img"
 
-
-    timeout -k 5 60 "$CR" restore -D "$img" >"$T/restore.out" 2>"$T/restore.err" &
-    rpid=$!
-    track "$rpid" timeout
+    restore_start "$img" 60
     wait_file "$img/restore.log" 30
     touch "$wl/go"
-    wait "$rpid" || rc=$?
-    ((rc != 124 && rc != 137)) || fail "cr restore -D $img did not finish within 60 s"
-    [[ $rc -eq 0 ]] || fail "cr restore -D $img exited $rc (the workload's status); stderr: $(<"$T/restore.err")"
-    grep -q '^wl_unix: ok$' "$T/wl.log" || fail "no 'wl_unix: ok' in the workload's log"
-    [[ $(<"$wl/result") == ok ]] || fail "$wl/result says '$(<"$wl/result")'"
+    restore_finish wl_unix "$wl" "$img" "$T/wl.log" 60
     log "ok: unix sockets restored with their names, peers, queues and options"
 }
 
