@@ -34,14 +34,29 @@ std::string missing_handler(std::string_view kind) {
 // which a namespace handler has to claim (cr would otherwise restore the task into cr's own).
 constexpr const char* k_namespaces[] = {"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"};
 
-Result<std::vector<std::string>> foreign_namespaces(pid_t pid) {
-    std::vector<std::string> out;
+struct Namespace {
+    const char* name;
+    dev_t dev;
+    ino_t ino;
+};
+
+// cr's own namespaces, those this kernel has.
+std::vector<Namespace> own_namespaces() {
+    std::vector<Namespace> out;
     for (const char* ns : k_namespaces) {
-        struct stat mine {}, theirs {};
-        if (::stat(strf("/proc/self/ns/%s", ns).c_str(), &mine) != 0) continue;  // not built in
-        if (::stat(strf("/proc/%d/ns/%s", pid, ns).c_str(), &theirs) != 0)
-            return Error::from_errno(strf("pid %d: stat of /proc/%d/ns/%s", pid, pid, ns));
-        if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) out.push_back(ns);
+        struct stat st {};
+        if (::stat(strf("/proc/self/ns/%s", ns).c_str(), &st) == 0) out.push_back({ns, st.st_dev, st.st_ino});
+    }
+    return out;
+}
+
+Result<std::vector<std::string>> foreign_namespaces(pid_t pid, const std::vector<Namespace>& own) {
+    std::vector<std::string> out;
+    for (const Namespace& ns : own) {
+        struct stat theirs {};
+        if (::stat(strf("/proc/%d/ns/%s", pid, ns.name).c_str(), &theirs) != 0)
+            return Error::from_errno(strf("pid %d: stat of /proc/%d/ns/%s", pid, pid, ns.name));
+        if (ns.ino != theirs.st_ino || ns.dev != theirs.st_dev) out.push_back(ns.name);
     }
     return out;
 }
@@ -51,8 +66,9 @@ Result<void> check_claims(const Registry& registry, const std::vector<TaskRecord
     for (const char* kind : k_task_claims)
         if (!registry.claimer(kind))
             return Error(strf("pid %d: %s: %s", tasks.front().pid, kind, missing_handler(kind).c_str()));
+    const std::vector<Namespace> own = own_namespaces();
     for (const TaskRecord& t : tasks) {
-        for (const std::string& ns : CR_TRY(foreign_namespaces(t.pid))) {
+        for (const std::string& ns : CR_TRY(foreign_namespaces(t.pid, own))) {
             std::string kind = "task:ns:" + ns;
             if (!registry.claimer(kind))
                 return Error(strf("pid %d: runs in a %s namespace other than cr's (%s): %s", t.pid, ns.c_str(),

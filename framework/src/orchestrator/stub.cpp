@@ -120,7 +120,8 @@ void stub_main(const StubPlan& plan, size_t index) {
     if (auto m = map_trampoline(t); !m) die(plan, t.pid, m.error().message());
     host.log().drop_file();
     report(plan, t.pid, true, "");
-    ::close(plan.report_fd);
+    // The report pipe is closed by cr once it has seized this stub (prepare_stub): closing it
+    // here could come after the seize, and the task would keep it.
     for (;;) ::syscall(SYS_pause);
 }
 
