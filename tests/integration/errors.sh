@@ -119,16 +119,16 @@ case_unclaimed_fd() {
     pid=$(cr_run "$T/sock.log" "$WL_DIR/wl_unix_socket" "$wl" netlink)
     wait_file "$wl/ready" 30
     fd=$(<"$wl/fd")
-    out=$(socket_count "$wl")
+    out=$(request_count "$wl")
     read -r c0 e <<<"$out"
     cr_capture dump -t "$pid" -D "$T/sock-img"
     expect_cr_error dump "pid $pid fd $fd:" "netlink raw socket" "no handler supports it"
     is_running "$pid" || fail "pid $pid is gone after the failed dump"
     assert_untraced "$pid"
-    out=$(socket_count "$wl")
+    out=$(request_count "$wl")
     read -r c1 e <<<"$out"
     sleep 0.5
-    out=$(socket_count "$wl")
+    out=$(request_count "$wl")
     read -r c2 e <<<"$out"
     ((c1 > c0 && c2 > c1)) || fail "counter does not advance after the failed dump: $c0 $c1 $c2"
     [[ $e == 0 ]] || fail "socketpair lost or mangled $e byte(s)"

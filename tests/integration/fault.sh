@@ -75,10 +75,10 @@ case_dump_fd() {
     expect_cr_error dump "fault injected in dump_fd"
     is_running "$pid" || fail "wl_unix_socket $pid is gone after a fault in dump_fd"
     assert_untraced "$pid"
-    out=$(socket_count "$wl")
+    out=$(request_count "$wl")
     read -r a c <<<"$out"
     sleep 0.3
-    out=$(socket_count "$wl")
+    out=$(request_count "$wl")
     read -r b c <<<"$out"
     [[ $c == 0 ]] || fail "socketpair lost or mangled $c byte(s) after a fault in dump_fd"
     ((b > a)) || fail "wl_unix_socket's counter does not advance after a fault in dump_fd: $a then $b"

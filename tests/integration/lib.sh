@@ -350,8 +350,9 @@ cr_run() { # LOG CMD ARGS...
     echo "$pid"
 }
 
-# wl_unix_socket's counter and error count, as it reports them on request: "COUNT ERRORS".
-socket_count() { # DIR
+# What a workload that counts on request (wl_unix_socket: "COUNT ERRORS", wl_unsupported:
+# "COUNT") writes to DIR/count once DIR/req appears.
+request_count() { # DIR
     rm -f "$1/count"
     touch "$1/req"
     wait_file "$1/count" 10

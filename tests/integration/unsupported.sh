@@ -20,10 +20,10 @@ case_sysv_shm() {
     mkdir -p "$wl"
     pid=$(cr_run "$T/shm.log" "$WL_DIR/wl_unsupported" "$wl" sysv-shm)
     wait_file "$wl/ready" 30
-    c0=$(socket_count "$wl")
+    c0=$(request_count "$wl")
     expect_refused_and_running "$pid" "$T/shm-img" "pid $pid: mapping" "System V shared memory" "not supported"
     sleep 0.3
-    c1=$(socket_count "$wl")
+    c1=$(request_count "$wl")
     ((c1 > c0)) || fail "the counter in the segment does not advance after the refused dump: $c0 $c1"
 }
 
